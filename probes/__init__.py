@@ -1,0 +1,1 @@
+"""Analyses built on the model's hook points (installed as ``air_interp.probes``)."""

@@ -1,0 +1,1 @@
+"""The training package (installed as ``air_interp.train``)."""

@@ -1,0 +1,107 @@
+"""The hook-point tree: one TransformerLens ``HookPoint`` per place the shared stack is called.
+
+The weights of the stack are shared by every sub-step, but the hook points are not: the tree
+``step.{s}.sub.{k}.layer.{l}...`` has a separate point for every call site, so each point fires
+at most once per forward and ``run_with_cache`` / ``run_with_hooks`` / nnsight address a single
+sub-step by name. Every point carries its :class:`Site` as data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+from transformer_lens.hook_points import HookPoint
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a hook point sits: ACT step, sub-step, update kind ('L'/'H') and layer (None if n/a)."""
+
+    step: Optional[int] = None
+    sub: Optional[int] = None
+    kind: Optional[str] = None
+    layer: Optional[int] = None
+
+
+class SiteHookPoint(HookPoint):
+    """A HookPoint that knows its site and, for state hooks, the previous value of the state.
+
+    During the call of a state hook (``hook_z_L`` / ``hook_z_H``), ``hook.previous`` holds the
+    value of the state before this update, so freezing a state is ``lambda z, hook: hook.previous``.
+    """
+
+    def __init__(self, site: Site) -> None:
+        super().__init__()
+        self.site = site
+        self.previous: Optional[torch.Tensor] = None
+        self.exposed = False
+
+    def is_active(self) -> bool:
+        """True when anything (TransformerLens, raw PyTorch hooks, an exposure request) needs the value."""
+        return self.exposed or bool(self._forward_hooks) or bool(self._forward_pre_hooks) or bool(
+            self._backward_hooks
+        )
+
+    def call_with_previous(self, value: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        self.previous = previous
+        try:
+            return self(value)
+        finally:
+            self.previous = None
+
+
+class AttnHooks(nn.Module):
+    """``attn.hook_{q,k,v}`` (batch, pos, head, head_dim; before RoPE), ``hook_pattern``
+    (batch, head, query, key; only computed when needed) and ``hook_z`` (batch, pos, head, head_dim)."""
+
+    def __init__(self, site: Site) -> None:
+        super().__init__()
+        self.hook_q = SiteHookPoint(site)
+        self.hook_k = SiteHookPoint(site)
+        self.hook_v = SiteHookPoint(site)
+        self.hook_pattern = SiteHookPoint(site)
+        self.hook_z = SiteHookPoint(site)
+
+    def needs_pattern(self) -> bool:
+        return self.hook_pattern.is_active()
+
+
+class LayerHooks(nn.Module):
+    """Hook points of one block call: attention internals and the residual stream."""
+
+    def __init__(self, site: Site) -> None:
+        super().__init__()
+        self.attn = AttnHooks(site)
+        self.hook_attn_out = SiteHookPoint(site)
+        self.hook_resid_mid = SiteHookPoint(site)
+        self.hook_mlp_out = SiteHookPoint(site)
+        self.hook_resid_post = SiteHookPoint(site)
+
+
+class SubStepHooks(nn.Module):
+    """Hook points of one call of the stack: its input, every layer, and the state it produces."""
+
+    def __init__(self, step: int, sub: int, kind: str, n_layers: int) -> None:
+        super().__init__()
+        site = Site(step, sub, kind)
+        self.kind = kind
+        self.hook_f_in = SiteHookPoint(site)
+        self.layer = nn.ModuleList(LayerHooks(Site(step, sub, kind, layer)) for layer in range(n_layers))
+        setattr(self, f"hook_z_{kind}", SiteHookPoint(site))
+
+    @property
+    def hook_state(self) -> SiteHookPoint:
+        return getattr(self, f"hook_z_{self.kind}")
+
+
+class StepHooks(nn.Module):
+    """Hook points of one ACT segment: its sub-steps and the halting logits ``hook_q`` (batch, 2)."""
+
+    def __init__(self, step: int, schedule: tuple[str, ...], layers_of: dict[str, int]) -> None:
+        super().__init__()
+        self.sub = nn.ModuleList(
+            SubStepHooks(step, sub, kind, layers_of[kind]) for sub, kind in enumerate(schedule)
+        )
+        self.hook_q = SiteHookPoint(Site(step))

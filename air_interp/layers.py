@@ -1,0 +1,171 @@
+"""The Transformer pieces of the shared stack: RMS norm, RoPE, attention, SwiGLU, post-norm block.
+
+Parameters are stored in fp32 and cast to the input's dtype at use, so one checkpoint runs in
+fp32 or bf16 (``forward_dtype``). The hook points of a call site are passed in by the caller:
+a block has no hook points of its own, because the same block runs at every sub-step.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from .hooks import AttnHooks, LayerHooks
+
+try:  # optional, CUDA only
+    from flash_attn import flash_attn_func  # type: ignore[import-not-found]
+except ImportError:
+    flash_attn_func = None
+
+# For a normal truncated at +-2 std, the std of the truncated distribution is this fraction of
+# the untruncated one; dividing by it makes the *truncated* std the requested one (JAX style).
+_TRUNC2_STD = 0.8796256610342398
+
+
+def trunc_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
+    """Truncated normal init at +-2 std whose actual std is ``std``; ``std=0`` gives zeros."""
+    if std == 0:
+        return tensor.zero_()
+    scale = std / _TRUNC2_STD
+    return nn.init.trunc_normal_(tensor, mean=0.0, std=scale, a=-2 * scale, b=2 * scale)
+
+
+def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Weightless RMS norm computed in fp32 and cast back."""
+    dtype = x.dtype
+    x = x.float()
+    return (x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)).to(dtype)
+
+
+def _hook(point: Optional[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    return x if point is None else point(x)
+
+
+class CastedLinear(nn.Module):
+    """Linear layer without (or with zero-initialised) bias and truncated LeCun-normal weights."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(trunc_normal_(torch.empty(out_features, in_features), 1 / math.sqrt(in_features)))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.weight.to(x.dtype), bias)
+
+
+class CastedEmbedding(nn.Module):
+    """Embedding table stored in fp32, looked up in the forward dtype."""
+
+    def __init__(self, num: int, dim: int, init_std: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(trunc_normal_(torch.empty(num, dim), init_std))
+
+    def forward(self, ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return F.embedding(ids, self.weight.to(dtype))
+
+
+class Rotary:
+    """RoPE tables (rotate-half convention), built per sequence length and device, in fp32."""
+
+    def __init__(self, head_dim: int, theta: float) -> None:
+        self.head_dim = head_dim
+        self.theta = theta
+        self._tables: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (length, device)
+        if key not in self._tables:
+            inv_freq = 1.0 / (self.theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
+            freqs = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
+            angles = torch.cat((freqs, freqs), dim=-1)
+            self._tables[key] = (angles.cos().to(device), angles.sin().to(device))
+        return self._tables[key]
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate ``x`` of shape (batch, pos, head, head_dim) in fp32 and cast back."""
+    cos, sin = (t.unsqueeze(-2) for t in cos_sin)
+    x32 = x.float()
+    return (x32 * cos + _rotate_half(x32) * sin).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Non-causal multi-head attention with a fused qkv projection and no biases."""
+
+    def __init__(self, d_model: int, n_heads: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.qkv = CastedLinear(d_model, 3 * d_model)
+        self.out = CastedLinear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, rope: Optional[tuple[torch.Tensor, torch.Tensor]],
+                hooks: Optional["AttnHooks"] = None) -> torch.Tensor:
+        batch, length, d_model = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.n_heads, self.head_dim).unbind(2)
+        if hooks is not None:
+            q, k, v = hooks.hook_q(q), hooks.hook_k(k), hooks.hook_v(v)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        if hooks is not None and hooks.needs_pattern():
+            z = self._explicit(q, k, v, hooks)
+        else:
+            z = self._fused(q, k, v)
+        z = _hook(hooks and hooks.hook_z, z)
+        return self.out(z.reshape(batch, length, d_model))
+
+    def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hooks: "AttnHooks") -> torch.Tensor:
+        """Attention with the probabilities materialised, so the pattern hook can read or edit them."""
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (batch, head, pos, head_dim)
+        scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(self.head_dim)
+        pattern = hooks.hook_pattern(scores.softmax(dim=-1))
+        return (pattern.to(v.dtype) @ v).transpose(1, 2)
+
+    @staticmethod
+    def _fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if flash_attn_func is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+            out = flash_attn_func(q, k, v, causal=False)
+            return out[0] if isinstance(out, tuple) else out
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return out.transpose(1, 2)
+
+
+class SwiGLU(nn.Module):
+    """Gated MLP; inner size round(expansion * d * 2/3) rounded up to a multiple of 256."""
+
+    def __init__(self, d_model: int, expansion: float) -> None:
+        super().__init__()
+        inner = -(round(expansion * d_model * 2 / 3) // -256) * 256
+        self.gate_up = CastedLinear(d_model, 2 * inner)
+        self.down = CastedLinear(inner, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Post-norm Transformer block: ``h = rms(h + attn(h)); h = rms(h + mlp(h))``."""
+
+    def __init__(self, d_model: int, n_heads: int, expansion: float, eps: float) -> None:
+        super().__init__()
+        self.attn = Attention(d_model, n_heads)
+        self.mlp = SwiGLU(d_model, expansion)
+        self.eps = eps
+
+    def forward(self, h: torch.Tensor, rope: Optional[tuple[torch.Tensor, torch.Tensor]],
+                hooks: Optional["LayerHooks"] = None) -> torch.Tensor:
+        attn_out = _hook(hooks and hooks.hook_attn_out, self.attn(h, rope, hooks and hooks.attn))
+        h = _hook(hooks and hooks.hook_resid_mid, rms_norm(h + attn_out, self.eps))
+        mlp_out = _hook(hooks and hooks.hook_mlp_out, self.mlp(h))
+        return _hook(hooks and hooks.hook_resid_post, rms_norm(h + mlp_out, self.eps))

@@ -1,0 +1,349 @@
+"""HookedAIR: the one implementation of the AIR family (and its HRM baseline), with hook points.
+
+Reading guide (SPEC 1):
+
+* ``embed`` turns tokens (and the puzzle embedding) into the scaled input ``x``.
+* ``_update`` is one call of the stack ``f(z, inj)``: an L-update or an H-update, whose input
+  wiring (injection counts, operator form, level token) comes from the config.
+* ``_segment`` is one ACT segment: ``H_cycles x (L_cycles L-updates + 1 H-update)`` sub-steps,
+  gradient only through the last L- and H-update (one-step gradient).
+* ``forward`` is the evaluation rollout: ``halt_max_steps`` segments with every hook point live.
+* ``initial_carry`` / ``act_step`` are the ACT wrapper used in training (no hook points).
+"""
+from __future__ import annotations
+
+import math
+import re
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+from transformer_lens import HookedRootModule
+
+from .config import AIRConfig
+from .errors import AirInterpError
+from .hooks import Site, SiteHookPoint, StepHooks, SubStepHooks
+from .layers import Block, CastedEmbedding, CastedLinear, Rotary, trunc_normal_
+
+Batch = Union[torch.Tensor, np.ndarray, Mapping[str, Any]]
+
+
+@dataclass
+class RolloutOutput:
+    """Everything an evaluation rollout ends with (``forward(..., return_type="all")``)."""
+
+    logits: torch.Tensor  # (batch, seq_len, vocab), fp32
+    q_halt_logits: torch.Tensor  # (batch,) of the last ACT step
+    q_continue_logits: torch.Tensor  # (batch,)
+    z_H: torch.Tensor  # (batch, carry_len, d_model), every position incl. the prefix
+    z_L: torch.Tensor
+
+
+@dataclass
+class ACTCarry:
+    """State carried across training batches: rows that halted are refilled from the next batch."""
+
+    z_H: torch.Tensor
+    z_L: torch.Tensor
+    steps: torch.Tensor  # (batch,) int32
+    halted: torch.Tensor  # (batch,) bool
+    data: dict[str, torch.Tensor]  # the rows currently being worked on (inputs, labels, ...)
+
+
+class HookedAIR(HookedRootModule):
+    """A shared-weight recurrent Transformer (AIR) or the two-network HRM baseline, fully hooked."""
+
+    def __init__(self, cfg: AIRConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.embed_tokens = CastedEmbedding(cfg.vocab_size, d, init_std=1 / math.sqrt(d))
+        if cfg.pos_encodings == "learned":
+            self.embed_pos = CastedEmbedding(cfg.puzzle_emb_len + cfg.seq_len, d, init_std=1 / math.sqrt(d))
+        if cfg.puzzle_emb_ndim > 0:
+            self.puzzle_emb = CastedEmbedding(cfg.num_puzzle_identifiers, cfg.puzzle_emb_ndim, init_std=0)
+        self.lm_head = CastedLinear(d, cfg.vocab_size)
+        self.q_head = CastedLinear(d, 2, bias=True)
+        with torch.no_grad():
+            self.q_head.weight.zero_()
+            self.q_head.bias.fill_(-5)
+        self.register_buffer("H_init", trunc_normal_(torch.empty(d), 1.0))
+        self.register_buffer("L_init", trunc_normal_(torch.empty(d), 1.0))
+        if cfg.arch == "air":
+            self.stack = self._make_stack(cfg.n_layers)
+        else:
+            self.L_stack = self._make_stack(cfg.layers_of("L"))
+            self.H_stack = self._make_stack(cfg.layers_of("H"))
+        if cfg.operator in ("linear", "nonlinear"):
+            self.g_input = CastedLinear(d, d)
+        if cfg.level_token != "none":
+            self.level_token_L = nn.Parameter(torch.zeros(d))
+            self.level_token_H = nn.Parameter(torch.zeros(d))
+        self._rotary = Rotary(cfg.head_dim, cfg.rope_theta) if cfg.pos_encodings == "rope" else None
+
+        self.hook_embed = SiteHookPoint(Site())
+        self.hook_z_H_init = SiteHookPoint(Site())
+        self.hook_z_L_init = SiteHookPoint(Site())
+        layers_of = {"L": cfg.layers_of("L"), "H": cfg.layers_of("H")}
+        self.step = nn.ModuleList(StepHooks(s, cfg.schedule, layers_of) for s in range(cfg.halt_max_steps))
+        self.setup()
+
+    def _make_stack(self, n_layers: int) -> nn.ModuleList:
+        cfg = self.cfg
+        return nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.expansion, cfg.rms_norm_eps) for _ in range(n_layers))
+
+    # ---- basic properties -------------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        """The forward dtype (parameters are stored in fp32)."""
+        return getattr(torch, self.cfg.forward_dtype)
+
+    @property
+    def device(self) -> torch.device:
+        return self.H_init.device
+
+    def stack_of(self, kind: str) -> nn.ModuleList:
+        """The blocks an update of ``kind`` runs: the shared stack for AIR, L_stack/H_stack for HRM."""
+        if self.cfg.arch == "air":
+            return self.stack
+        return self.L_stack if kind == "L" else self.H_stack
+
+    # ---- input ------------------------------------------------------------------------------
+    def prepare_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validate a batch (token tensor/array, or dict with ``inputs`` and optional
+        ``puzzle_identifiers``) and return (inputs, puzzle_identifiers) on the model's device."""
+        if isinstance(batch, Mapping):
+            if "inputs" not in batch:
+                raise AirInterpError("batch dict has no 'inputs' entry")
+            inputs, ids = batch["inputs"], batch.get("puzzle_identifiers")
+        else:
+            inputs, ids = batch, None
+        inputs = torch.as_tensor(inputs, device=self.device)
+        cfg = self.cfg
+        if inputs.ndim != 2 or inputs.shape[1] != cfg.seq_len:
+            raise AirInterpError(f"inputs must have shape (batch, {cfg.seq_len}), got {tuple(inputs.shape)}")
+        if inputs.is_floating_point() or inputs.dtype == torch.bool:
+            raise AirInterpError(f"inputs must be integer tokens, got dtype {inputs.dtype}")
+        if inputs.numel() and (inputs.min() < 0 or inputs.max() >= cfg.vocab_size):
+            raise AirInterpError(
+                f"input tokens must lie in [0, {cfg.vocab_size}), found {int(inputs.min())}..{int(inputs.max())}"
+            )
+        if ids is None:
+            ids = torch.zeros(inputs.shape[0], dtype=torch.long, device=self.device)
+        ids = torch.as_tensor(ids, device=self.device).long()
+        if ids.shape != (inputs.shape[0],):
+            raise AirInterpError(f"puzzle_identifiers must have shape ({inputs.shape[0]},), got {tuple(ids.shape)}")
+        if ids.numel() and (ids.min() < 0 or ids.max() >= cfg.num_puzzle_identifiers):
+            raise AirInterpError(f"puzzle_identifiers must lie in [0, {cfg.num_puzzle_identifiers})")
+        return inputs.long(), ids
+
+    def embed(self, inputs: torch.Tensor, puzzle_identifiers: torch.Tensor) -> torch.Tensor:
+        """The scaled input embedding ``x`` over every position, puzzle-embedding positions included."""
+        cfg, dtype = self.cfg, self.dtype
+        emb = self.embed_tokens(inputs, dtype)
+        if cfg.puzzle_emb_ndim > 0:
+            puzzle = self.puzzle_emb(puzzle_identifiers, dtype)
+            pad = cfg.puzzle_emb_len * cfg.d_model - cfg.puzzle_emb_ndim
+            puzzle = nn.functional.pad(puzzle, (0, pad)).view(-1, cfg.puzzle_emb_len, cfg.d_model)
+            emb = torch.cat((puzzle, emb), dim=-2)
+        if cfg.pos_encodings == "learned":
+            emb = 0.707106781 * (emb + self.embed_pos.weight.to(dtype))
+        return math.sqrt(cfg.d_model) * emb
+
+    def initial_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_H, z_L) at reset: H_init / L_init at every position (level tokens at position 0 if persistent)."""
+        shape = (batch_size, self.cfg.carry_len, self.cfg.d_model)
+        z_H = self.H_init.to(self.dtype).expand(shape)
+        z_L = self.L_init.to(self.dtype).expand(shape)
+        if self.cfg.level_positions:
+            z_H = torch.cat((self.level_token_H.to(self.dtype).expand(batch_size, 1, -1), z_H[:, 1:]), dim=1)
+            z_L = torch.cat((self.level_token_L.to(self.dtype).expand(batch_size, 1, -1), z_L[:, 1:]), dim=1)
+        return z_H, z_L
+
+    def _rope(self, length: int) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        return None if self._rotary is None else self._rotary(length, self.device)
+
+    # ---- the recurrence ---------------------------------------------------------------------
+    def _update_inputs(self, kind: str, z_self: torch.Tensor, z_other: torch.Tensor, x: torch.Tensor,
+                       gx: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden, injection) of one update; the stack's input is their sum (SPEC 1.2 table)."""
+        cfg = self.cfg
+        if kind == "L" and cfg.operator != "add":
+            if cfg.operator == "minus":
+                return z_self, z_other - x
+            if cfg.operator == "hadamard":
+                return z_self, (z_other + z_self) * x
+            return z_self, z_other + gx
+        n = cfg.n_L if kind == "L" else cfg.n_H
+        hidden = z_self if n < 2 else z_self + (n - 1) * x
+        if cfg.level_token == "addition":
+            hidden = hidden + getattr(self, f"level_token_{kind}").to(hidden.dtype)
+        return hidden, (z_other if n == 0 else z_other + x)
+
+    def _update(self, kind: str, z_self: torch.Tensor, z_other: torch.Tensor, x: torch.Tensor,
+                gx: Optional[torch.Tensor], rope: Optional[tuple[torch.Tensor, torch.Tensor]],
+                hooks: Optional[SubStepHooks]) -> torch.Tensor:
+        """One call of the stack: ``f(hidden + injection)``, returning the new z_L or z_H."""
+        hidden, injection = self._update_inputs(kind, z_self, z_other, x, gx)
+        h = hidden + injection
+        if hooks is not None:
+            h = hooks.hook_f_in(h)
+        strip = self.cfg.level_token == "prepend_strip"
+        if strip:
+            token = getattr(self, f"level_token_{kind}").to(h.dtype)
+            h = torch.cat((token.expand(h.shape[0], 1, -1), h), dim=1)
+        for layer, block in enumerate(self.stack_of(kind)):
+            h = block(h, rope, None if hooks is None else hooks.layer[layer])
+        if strip:
+            h = h[:, 1:]
+        if hooks is not None:
+            h = hooks.hook_state.call_with_previous(h, z_self)
+        return h
+
+    def _segment(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor,
+                 hooks: Optional[StepHooks], full_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """One ACT segment. Without ``full_grad`` only the last L- and H-update keep a gradient."""
+        cfg = self.cfg
+        gx = None
+        if cfg.operator in ("linear", "nonlinear"):
+            gx = self.g_input(x)
+            gx = torch.tanh(gx) if cfg.operator == "nonlinear" else gx
+        if cfg.level_positions:
+            x = nn.functional.pad(x, (0, 0, 1, 0))  # the persistent level token gets no input
+        rope = self._rope(z_H.shape[1] + int(cfg.level_token == "prepend_strip"))
+        first_with_grad = 0 if full_grad else cfg.sub_steps - 2
+        for sub, kind in enumerate(cfg.schedule):
+            sub_hooks = None if hooks is None else hooks.sub[sub]
+            with nullcontext() if sub >= first_with_grad else torch.no_grad():
+                if kind == "L":
+                    z_L = self._update("L", z_L, z_H, x, gx, rope, sub_hooks)
+                else:
+                    z_H = self._update("H", z_H, z_L, x, gx, rope, sub_hooks)
+        return z_H, z_L
+
+    def _token_logits(self, z_H: torch.Tensor) -> torch.Tensor:
+        """``lm_head`` at the content positions (the prefix is skipped)."""
+        return self.lm_head(z_H[:, self.cfg.prefix_len:])
+
+    def _q_logits(self, z_H: torch.Tensor) -> torch.Tensor:
+        """(q_halt, q_continue) logits, read from position 0, in fp32: shape (batch, 2)."""
+        return self.q_head(z_H[:, 0]).float()
+
+    # ---- evaluation rollout -----------------------------------------------------------------
+    def forward(self, batch: Batch, return_type: str = "logits", full_grad: bool = False
+                ) -> Union[torch.Tensor, RolloutOutput]:
+        """The evaluation rollout: ``halt_max_steps`` ACT segments from reset, every hook point live.
+
+        Returns the final token logits (batch, seq_len, vocab) in fp32, or a :class:`RolloutOutput`
+        with ``return_type="all"``. The carry is detached between segments and only the last L-
+        and H-update of a segment keep a gradient, as in training; ``full_grad=True`` keeps the
+        whole rollout differentiable (memory grows with the number of sub-steps).
+        """
+        if return_type not in ("logits", "all"):
+            raise AirInterpError(f"return_type must be 'logits' or 'all', got {return_type!r}")
+        inputs, ids = self.prepare_batch(batch)
+        x = self.hook_embed(self.embed(inputs, ids))
+        z_H, z_L = self.initial_state(inputs.shape[0])
+        z_H, z_L = self.hook_z_H_init(z_H), self.hook_z_L_init(z_L)
+        q = None
+        for step_hooks in self.step:
+            z_H, z_L = self._segment(z_H, z_L, x, step_hooks, full_grad)
+            q = step_hooks.hook_q(self._q_logits(z_H))
+            if not full_grad:
+                z_H, z_L = z_H.detach(), z_L.detach()
+        logits = self._token_logits(z_H).float()
+        if return_type == "logits":
+            return logits
+        return RolloutOutput(logits, q[:, 0], q[:, 1], z_H, z_L)
+
+    # ---- ACT wrapper (training) -------------------------------------------------------------
+    def initial_carry(self, batch: Mapping[str, torch.Tensor]) -> ACTCarry:
+        """A carry whose rows are all halted, so the first ``act_step`` fills them from its batch."""
+        size = batch["inputs"].shape[0]
+        z_H, z_L = self.initial_state(size)
+        return ACTCarry(
+            z_H=z_H.clone(), z_L=z_L.clone(),
+            steps=torch.zeros(size, dtype=torch.int32, device=self.device),
+            halted=torch.ones(size, dtype=torch.bool, device=self.device),
+            data={k: torch.empty_like(v) for k, v in batch.items()},
+        )
+
+    def act_step(self, carry: ACTCarry, batch: Mapping[str, torch.Tensor]
+                 ) -> tuple[ACTCarry, dict[str, torch.Tensor]]:
+        """One ACT call (SPEC 1.3): refill halted rows, run one segment, decide halting.
+
+        In training mode (and halt_max_steps > 1) rows may also halt when q_halt > q_continue,
+        exploration imposes a random minimum number of steps, and ``target_q_continue`` comes
+        from one more segment without gradient. Hook points do not fire here.
+        """
+        reset = carry.halted
+        init_H, init_L = self.initial_state(reset.shape[0])
+        z_H = torch.where(reset.view(-1, 1, 1), init_H, carry.z_H)
+        z_L = torch.where(reset.view(-1, 1, 1), init_L, carry.z_L)
+        steps = torch.where(reset, 0, carry.steps)
+        data = {k: torch.where(reset.view((-1,) + (1,) * (v.ndim - 1)), batch[k], v) for k, v in carry.data.items()}
+        x = self.embed(data["inputs"], data.get("puzzle_identifiers", torch.zeros_like(steps)))
+        z_H, z_L = self._segment(z_H, z_L, x, hooks=None)
+        logits, q = self._token_logits(z_H), self._q_logits(z_H)
+        outputs = {"logits": logits, "q_halt_logits": q[:, 0], "q_continue_logits": q[:, 1]}
+        z_H, z_L = z_H.detach(), z_L.detach()
+        with torch.no_grad():
+            steps = steps + 1
+            is_last = steps >= self.cfg.halt_max_steps
+            halted = is_last
+            if self.training and self.cfg.halt_max_steps > 1:
+                halted = halted | (q[:, 0] > q[:, 1])
+                explore = torch.rand_like(q[:, 0]) < self.cfg.halt_exploration_prob
+                min_steps = explore * torch.randint_like(steps, low=2, high=self.cfg.halt_max_steps + 1)
+                halted = halted & (steps >= min_steps)
+                next_q = self._q_logits(self._segment(z_H, z_L, x, hooks=None)[0])
+                target = torch.where(is_last, next_q[:, 0], torch.maximum(next_q[:, 0], next_q[:, 1]))
+                outputs["target_q_continue"] = torch.sigmoid(target)
+        return ACTCarry(z_H, z_L, steps, halted, data), outputs
+
+    # ---- hooks conveniences -----------------------------------------------------------------
+    def hook_names(self, pattern: str = ".*") -> list[str]:
+        """Names of the hook points that fully match the regular expression ``pattern``."""
+        return [name for name in self.hook_dict if _compile(pattern).fullmatch(name)]
+
+    def expose_patterns(self, pattern: str = ".*", exposed: bool = True) -> int:
+        """Compute explicit attention probabilities at the ``hook_pattern`` points matching ``pattern``.
+
+        Patterns are computed automatically where a hook is attached; tools that intercept module
+        outputs without registering hooks (nnsight) need them exposed first. Returns the count.
+        """
+        names = [n for n in self.hook_names(pattern) if n.endswith("hook_pattern")]
+        for name in names:
+            self.hook_dict[name].exposed = exposed
+        return len(names)
+
+    def run_with_cache(self, *model_args: Any, names_filter: Any = None, **kwargs: Any):
+        """TransformerLens ``run_with_cache``; a string ``names_filter`` is a regular expression."""
+        return super().run_with_cache(*model_args, names_filter=self._names_filter(names_filter), **kwargs)
+
+    def _names_filter(self, names_filter: Any) -> Any:
+        if not isinstance(names_filter, str):
+            return names_filter
+        matched = set(self.hook_names(names_filter))
+        if not matched:
+            raise AirInterpError(f"names_filter {names_filter!r} matches no hook point (see model.hook_names())")
+        return matched.__contains__
+
+    # ---- persistence ------------------------------------------------------------------------
+    def save(self, path: str) -> None:
+        """Write weights and config to one safetensors file (atomic)."""
+        from .checkpoints import save_model
+
+        save_model(self, path)
+
+
+def _compile(pattern: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        raise AirInterpError(f"invalid regular expression {pattern!r}: {err}") from None
+

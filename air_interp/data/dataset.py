@@ -1,0 +1,180 @@
+"""The on-disk dataset format and load-time augmentation.
+
+A dataset directory holds ``manifest.json`` and one folder per split (``train``, ``test``) with:
+
+- ``inputs.npy``, ``labels.npy``: uint8 ``(N, seq_len)`` token arrays (the task's tokens),
+- ``ratings.npy``: float32 ``(N,)`` difficulty (Sudoku: guesses; Maze: path length; NaN unknown),
+- ``puzzle_ids.npy``: int64 ``(N,)`` where the puzzle came from (stream index or CSV line),
+- ``groups.npy``: int64 ``(N,)``; rows sharing a group are one puzzle and its augmentations,
+- ``sources.npy``: unicode ``(N,)``, the upstream ``source`` column or the generator's name.
+
+The manifest records the task, where the data came from (seed, generator and version, or the
+imported files), the counts and a rating histogram per split.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from air_interp.errors import AirInterpError
+from air_interp.io import atomic_path
+from air_interp.tasks import Task, get_task
+
+FORMAT = "air-interp-dataset"
+FORMAT_VERSION = 1
+SPLITS = ("train", "test")
+ARRAYS = {"inputs": np.uint8, "labels": np.uint8, "ratings": np.float32, "puzzle_ids": np.int64, "groups": np.int64}
+HISTOGRAM_BINS = 10
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: row k is ``inputs[k] -> labels[k]`` with its rating, id, group and source."""
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    ratings: np.ndarray
+    puzzle_ids: np.ndarray
+    groups: np.ndarray
+    sources: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    @classmethod
+    def from_rows(
+        cls, inputs: list[np.ndarray], labels: list[np.ndarray], ratings: list[float],
+        puzzle_ids: list[int], sources: list[str], seq_len: int,
+    ) -> "Split":
+        """Build a split of original puzzles (each its own group) from per-row lists."""
+        n = len(inputs)
+        return cls(
+            inputs=np.asarray(inputs, dtype=np.uint8).reshape(n, seq_len),
+            labels=np.asarray(labels, dtype=np.uint8).reshape(n, seq_len),
+            ratings=np.asarray(ratings, dtype=np.float32).reshape(n),
+            puzzle_ids=np.asarray(puzzle_ids, dtype=np.int64).reshape(n),
+            groups=np.arange(n, dtype=np.int64),
+            sources=np.asarray(sources, dtype=str).reshape(n),
+        )
+
+    def take(self, rows: np.ndarray) -> "Split":
+        """The rows ``rows`` (an index array), in that order."""
+        return Split(**{name: getattr(self, name)[rows] for name in (*ARRAYS, "sources")})
+
+
+@dataclass(frozen=True)
+class Dataset:
+    task: Task
+    train: Split
+    test: Split
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise AirInterpError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+
+def rating_histogram(ratings: np.ndarray) -> dict[str, Any]:
+    """Counts in ``HISTOGRAM_BINS`` equal bins between the smallest and largest known rating."""
+    known = ratings[np.isfinite(ratings)]
+    if known.size == 0:
+        return {"edges": [], "counts": [], "unrated": int(ratings.size)}
+    counts, edges = np.histogram(known, bins=HISTOGRAM_BINS)
+    return {
+        "edges": [round(float(e), 3) for e in edges],
+        "counts": [int(c) for c in counts],
+        "unrated": int(ratings.size - known.size),
+        "mean": round(float(known.mean()), 3),
+    }
+
+
+def make_manifest(task: Task, train: Split, test: Split, source: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of a dataset: format, task, provenance, counts and rating histograms."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "task": task.name,
+        "seq_len": task.seq_len,
+        "vocab_size": task.vocab_size,
+        "source": source,
+        "counts": {name: len(split) for name, split in zip(SPLITS, (train, test))},
+        "groups": {name: int(np.unique(split.groups).size) for name, split in zip(SPLITS, (train, test))},
+        "rating_histogram": {name: rating_histogram(split.ratings) for name, split in zip(SPLITS, (train, test))},
+    }
+
+
+def save_dataset(dataset: Dataset, path: str | Path) -> Path:
+    """Write ``dataset`` to the directory ``path`` atomically (replacing what is there)."""
+    with atomic_path(path, directory=True) as tmp:
+        for name in SPLITS:
+            split_dir = tmp / name
+            split_dir.mkdir()
+            split = dataset.split(name)
+            for array in (*ARRAYS, "sources"):
+                np.save(split_dir / f"{array}.npy", getattr(split, array), allow_pickle=False)
+        (tmp / "manifest.json").write_text(json.dumps(dataset.manifest, indent=2) + "\n")
+    return Path(path)
+
+
+def load_dataset(path: str | Path, augmentations: int = 0, seed: int = 0) -> Dataset:
+    """Read a dataset directory; with ``augmentations`` > 0 the train split is expanded on load
+    (see :func:`augment`). Any problem raises ``AirInterpError`` naming the file."""
+    root = Path(path)
+    manifest_path = root / "manifest.json"
+    if not manifest_path.is_file():
+        raise AirInterpError(f"{root}: not a dataset directory (no manifest.json)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except json.JSONDecodeError as err:
+        raise AirInterpError(f"{manifest_path}: invalid JSON ({err.msg}, line {err.lineno})") from None
+    if manifest.get("format") != FORMAT:
+        raise AirInterpError(f"{manifest_path}: not an {FORMAT} manifest")
+    try:
+        task = get_task(manifest["task"])
+    except (KeyError, ValueError) as err:
+        raise AirInterpError(f"{manifest_path}: {err}") from None
+    train, test = (_load_split(root / name, task) for name in SPLITS)
+    if augmentations:
+        train = augment(train, task, augmentations, seed)
+    return Dataset(task, train, test, manifest)
+
+
+def _load_split(split_dir: Path, task: Task) -> Split:
+    arrays = {}
+    for name in (*ARRAYS, "sources"):
+        file = split_dir / f"{name}.npy"
+        try:
+            arrays[name] = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise AirInterpError(f"{file}: cannot read ({err})") from None
+    n = len(arrays["inputs"])
+    for name, array in arrays.items():
+        want = (n, task.seq_len) if name in ("inputs", "labels") else (n,)
+        if array.shape != want:
+            raise AirInterpError(f"{split_dir / name}.npy: shape {array.shape}, expected {want}")
+    for name in ("inputs", "labels"):
+        if arrays[name].size and int(arrays[name].max()) >= task.vocab_size:
+            raise AirInterpError(f"{split_dir / name}.npy: token {int(arrays[name].max())} >= vocab {task.vocab_size}")
+    return Split(**{name: arrays[name].astype(ARRAYS.get(name, arrays[name].dtype)) for name in arrays})
+
+
+def augment(split: Split, task: Task, augmentations: int, seed: int) -> Split:
+    """Each row followed by ``augmentations`` random symmetries of it (input and label transformed
+    alike), all in the row's group. Seeded: the same arguments give the same arrays."""
+    rng = np.random.default_rng(seed)
+    inputs, labels = [], []
+    for inp, lab in zip(split.inputs, split.labels):
+        inputs.append(inp)
+        labels.append(lab)
+        for _ in range(augmentations):
+            transform = task.random_symmetry(rng)
+            inputs.append(transform(inp))
+            labels.append(transform(lab))
+    repeat = np.repeat(np.arange(len(split)), augmentations + 1)
+    expanded = split.take(repeat)
+    return replace(expanded, inputs=np.stack(inputs).astype(np.uint8), labels=np.stack(labels).astype(np.uint8))

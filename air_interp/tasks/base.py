@@ -102,8 +102,14 @@ class Task:
         return mask
 
     def neighbourhood(self, cell: int, kind: str | None = None, include_self: bool = False) -> np.ndarray:
-        """Flat indices of the neighbours of flat cell index ``cell`` (sorted)."""
-        return np.flatnonzero(self.neighbourhood_mask(kind, include_self)[cell])
+        """Flat indices of the neighbours of flat cell index ``cell`` (sorted).
+
+        The AIR release counts the Sudoku query in its own neighbourhood (21 cells): pass
+        ``include_self=True`` to follow it.
+        """
+        row = self._neighbourhood_mask(kind or self.neighbourhood_kinds[0])[cell].copy()
+        row[cell] = row[cell] or include_self
+        return np.flatnonzero(row)
 
     @lru_cache(maxsize=None)
     def _neighbourhood_mask(self, kind: str) -> np.ndarray:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -17,16 +19,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from air_interp.data.dataset import load_dataset  # noqa: E402
+from air_interp.data.dataset import Dataset, load_dataset  # noqa: E402
 from air_interp.data.generate import generate_mazes, generate_sudoku  # noqa: E402
 
 SUDOKU_RUNS = (("easy", 200, {"clues": 36}), ("minimal", 200, {}), ("hard", 20, {"min_rating": 8.0}))
 MAZE_RUNS = ((10, 500), (15, 300), (20, 200), (30, 50))
 
 
-def time_run(make) -> tuple[float, object]:
+def time_run(make: Callable[..., Dataset], *args: Any, **kwargs: Any) -> tuple[float, Dataset]:
     start = time.perf_counter()
-    result = make()
+    result = make(*args, **kwargs)
     return time.perf_counter() - start, result
 
 
@@ -34,7 +36,7 @@ def benchmark_sudoku() -> list[str]:
     generate_sudoku("minimal", 1, 0, seed=0, progress=False)  # load the compiled solver first
     rows = []
     for tier, count, params in SUDOKU_RUNS:
-        seconds, data = time_run(lambda: generate_sudoku(tier, count, 0, seed=1, progress=False, **params))
+        seconds, data = time_run(generate_sudoku, tier, count, 0, seed=1, progress=False, **params)
         drawn = data.manifest["source"]["candidates_drawn"]
         rows.append(f"| Sudoku {tier} | {count / seconds:.1f} | {drawn / seconds:.0f} | "
                     f"{data.train.ratings.mean():.2f} |")
@@ -45,7 +47,7 @@ def benchmark_mazes() -> list[str]:
     generate_mazes(10, 1, 0, seed=0, progress=False)
     rows = []
     for side, count in MAZE_RUNS:
-        seconds, data = time_run(lambda: generate_mazes(side, count, 0, seed=1, progress=False))
+        seconds, data = time_run(generate_mazes, side, count, 0, seed=1, progress=False)
         drawn = data.manifest["source"]["candidates_drawn"]
         rows.append(f"| Maze {side}x{side} (path > {data.manifest['source']['min_path']}) | "
                     f"{count / seconds:.1f} | {drawn / seconds:.0f} | {data.train.ratings.mean():.1f} |")

@@ -193,7 +193,9 @@ def test_cli_import_with_bad_rows_writes_nothing_unless_skipping(tmp_path, capsy
     assert manifest["counts"] == {"train": 1, "test": 1} and manifest["source"]["invalid_rows_skipped"] == 1
 
 
-@pytest.mark.parametrize("name,task,train,test", [("sudoku-hard", "sudoku", 1000, 1000), ("maze-15", "maze15", 1000, 1000)])
+@pytest.mark.parametrize(
+    "name,task,train,test", [("sudoku-hard", "sudoku", 1000, 1000), ("maze-15", "maze15", 1000, 1000)]
+)
 def test_shipped_datasets(name, task, train, test):
     data = load_dataset(REPO / "data" / name)
     assert data.task.name == task and (len(data.train), len(data.test)) == (train, test)

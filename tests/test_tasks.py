@@ -4,7 +4,7 @@ import pytest
 
 from air_interp.errors import AirInterpError
 from air_interp.tasks import MazeTask, SudokuTask, get_task
-from air_interp.tasks.maze import OPEN, PATH, WALL, dihedral, shortest_path
+from air_interp.tasks.maze import OPEN, PATH, dihedral, shortest_path
 
 SUDOKU_PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
 SUDOKU_SOLUTION = "534678912672195348198342567859761423426853791713924856961537284287419635345286179"
@@ -22,8 +22,9 @@ def maze5():
 
 
 def test_registry_keeps_the_skeleton_shapes():
-    assert (get_task("sudoku").vocab_size, get_task("sudoku").seq_len, get_task("sudoku").undecided_token) == (11, 81, 1)
-    assert (get_task("maze").vocab_size, get_task("maze").seq_len, get_task("maze").undecided_token) == (6, 900, 0)
+    for name, shape in (("sudoku", (11, 81, 1)), ("maze", (6, 900, 0))):
+        task = get_task(name)
+        assert (task.vocab_size, task.seq_len, task.undecided_token) == shape
     assert get_task("maze15").seq_len == 225 and get_task("maze15").name == "maze15"
     assert get_task("maze30") is get_task("maze")
     assert isinstance(get_task("sudoku"), SudokuTask) and isinstance(get_task("maze20"), MazeTask)
@@ -183,4 +184,3 @@ def test_dihedral_group():
     images = {dihedral(grid, k).tobytes() for k in range(8)}
     assert len(images) == 8
     assert np.array_equal(dihedral(grid, 4), grid.T)
-    assert WALL == 1

@@ -38,7 +38,7 @@ def _add_import(commands: argparse._SubParsersAction) -> None:
         "--skip-invalid is given.",
     )
     p.add_argument("task", help="sudoku, maze (30x30) or maze<side>")
-    p.add_argument("source", nargs="?", help="directory with train.csv/test.csv, processed directory, or hf[:REPO]")
+    p.add_argument("source", nargs="?", help="dir with train.csv/test.csv, processed dir, or hf[:REPO]")
     p.add_argument("--train", type=Path, help="train CSV file (overrides SOURCE)")
     p.add_argument("--test", type=Path, help="test CSV file (overrides SOURCE)")
     p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
@@ -66,11 +66,14 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     sudoku.add_argument("--tier", choices=TIERS, default="hard", help="difficulty tier (default hard)")
     sudoku.add_argument("--clues", type=int, default=36, help="clues of an easy puzzle (default 36)")
     sudoku.add_argument("--min-rating", type=float, default=8.0, help="lowest rating of a hard puzzle (default 8)")
-    sudoku.add_argument("--relabelings", type=int, default=DEFAULT_RELABELINGS, help="symmetries averaged by the rating")
+    sudoku.add_argument(
+        "--relabelings", type=int, default=DEFAULT_RELABELINGS, help="symmetries averaged by the rating (default 8)"
+    )
     maze = kinds.add_parser(
         "maze", help="Searchformer-style mazes with a long shortest path",
-        description="30-50%% random walls, random open S and G, kept when the shortest path is longer "
-        "than --min-path steps (default: 110 at 30x30, scaled by area for other sizes).",
+        description="30-50%% random walls, S on a random open cell, G on a random open cell whose shortest "
+        "path from S is longer than --min-path steps (default: 110 at 30x30, the upstream rule, scaled by "
+        "area for other sizes). The label is the shortest path with the up-right-down-left tie-break.",
     )
     maze.add_argument("--size", type=int, default=30, help="side of the square maze (default 30)")
     maze.add_argument("--min-path", type=int, help="path-length threshold in steps")
@@ -116,7 +119,8 @@ def run_import(args: argparse.Namespace) -> None:
     else:
         files = _csv_files(args, task)
         train, test = (
-            upstream.read_csv(files[name], task, bad, args.min_rating, args.max_rating, progress=True) for name in SPLITS
+            upstream.read_csv(files[name], task, bad, args.min_rating, args.max_rating, progress=True)
+            for name in SPLITS
         )
         provenance = {"kind": "csv", "files": {k: str(v) for k, v in files.items()},
                       "min_rating": args.min_rating, "max_rating": args.max_rating}

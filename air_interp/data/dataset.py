@@ -49,7 +49,7 @@ class Split:
     def from_rows(
         cls, inputs: list[np.ndarray], labels: list[np.ndarray], ratings: list[float],
         puzzle_ids: list[int], sources: list[str], seq_len: int,
-    ) -> "Split":
+    ) -> Split:
         """Build a split of original puzzles (each its own group) from per-row lists."""
         n = len(inputs)
         return cls(
@@ -61,7 +61,7 @@ class Split:
             sources=np.asarray(sources, dtype=str).reshape(n),
         )
 
-    def take(self, rows: np.ndarray) -> "Split":
+    def take(self, rows: np.ndarray) -> Split:
         """The rows ``rows`` (an index array), in that order."""
         return Split(**{name: getattr(self, name)[rows] for name in (*ARRAYS, "sources")})
 

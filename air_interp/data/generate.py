@@ -8,7 +8,8 @@ The same arguments give the same bytes; ``GENERATOR_VERSION`` changes whenever t
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -42,8 +43,11 @@ def _collect(
     return kept, duplicates
 
 
-def _splits(task: Task, rows: list[tuple[np.ndarray, np.ndarray, float, int]], n_train: int, source: str) -> tuple[Split, Split]:
-    def build(part: list[tuple[np.ndarray, np.ndarray, float, int]]) -> Split:
+Row = tuple[np.ndarray, np.ndarray, float, int]  # input, label, rating, stream index
+
+
+def _splits(task: Task, rows: list[Row], n_train: int, source: str) -> tuple[Split, Split]:
+    def build(part: list[Row]) -> Split:
         inputs, labels, ratings, ids = (list(column) for column in zip(*part)) if part else ([], [], [], [])
         return Split.from_rows(inputs, labels, ratings, ids, [source] * len(part), task.seq_len)
 
@@ -86,7 +90,7 @@ def generate_mazes(
 
 
 def _dataset(
-    task: Task, rows: list[Any], n_train: int, name: str, seed: int, params: dict[str, Any],
+    task: Task, rows: list[Row], n_train: int, name: str, seed: int, params: dict[str, Any],
     kept: list[Any], duplicates: int,
 ) -> Dataset:
     train, test = _splits(task, rows, n_train, name)

@@ -14,7 +14,7 @@ The label marks the shortest path chosen by the tie-break of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Iterator
 
 import numba
 import numpy as np

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -67,7 +67,9 @@ def invariant(tokens: np.ndarray) -> bytes:
     row_n, col_n = given.sum(axis=1), given.sum(axis=0)
     box_n = given.reshape(3, 3, 3, 3).sum(axis=(1, 3))
     digit_n = np.bincount(digits[given], minlength=10)
-    band_digit = np.stack([np.bincount(digits[3 * b:3 * b + 3][given[3 * b:3 * b + 3]], minlength=10) for b in range(3)])
+    band_digit = np.stack(
+        [np.bincount(digits[3 * b:3 * b + 3][given[3 * b:3 * b + 3]], minlength=10) for b in range(3)]
+    )
     stack_digit = np.stack(
         [np.bincount(digits[:, 3 * s:3 * s + 3][given[:, 3 * s:3 * s + 3]], minlength=10) for s in range(3)]
     )

@@ -7,8 +7,8 @@ which is also the text form used by the upstream CSV files.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Callable
+from functools import cache
+from collections.abc import Callable
 
 import numpy as np
 
@@ -111,8 +111,10 @@ class Task:
         row[cell] = row[cell] or include_self
         return np.flatnonzero(row)
 
-    @lru_cache(maxsize=None)
     def _neighbourhood_mask(self, kind: str) -> np.ndarray:
+        return _cached_mask(self, kind)
+
+    def _build_neighbourhood_mask(self, kind: str) -> np.ndarray:
         if kind not in self.neighbourhood_kinds:
             raise AirInterpError(
                 f"unknown neighbourhood {kind!r} for task {self.name}; known: {', '.join(self.neighbourhood_kinds)}"
@@ -161,3 +163,9 @@ class Task:
     def as_grids(self, grids: np.ndarray) -> np.ndarray:
         """``(..., seq_len)`` or ``(..., side, side)`` -> ``(batch, side, side)``."""
         return np.asarray(grids).reshape(-1, self.side, self.side)
+
+
+@cache
+def _cached_mask(task: Task, kind: str) -> np.ndarray:
+    """Masks are built once per (task, kind); tasks are immutable values, so this is safe to share."""
+    return task._build_neighbourhood_mask(kind)

@@ -10,8 +10,9 @@ models trained here run in the public scripts.
 """
 from __future__ import annotations
 
-import json
+import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -24,13 +25,14 @@ from .config import AIRConfig, variant_fields
 from .errors import AirInterpError
 from .io import atomic_path
 from .model import HookedAIR
-from .tasks import TASKS
+from .tasks import get_task
 
 PathLike = Union[str, Path]
 FORMAT = "air-interp"
 FORMAT_VERSION = "1"
 _COMPILED_PREFIX = "_orig_mod."
 _STEP_FILE = re.compile(r"step_(\d+)")
+_UPSTREAM_TASKS = ("sudoku", "maze")  # what the public code trains on, recognised by vocabulary size
 
 # ---- our format ------------------------------------------------------------------------------
 
@@ -102,8 +104,13 @@ def _variant_from_arch_name(arch_name: str, source: Path) -> dict[str, Any]:
 
 def _read_official_state(path: Path) -> dict[str, torch.Tensor]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a corrupt or foreign file
+        with warnings.catch_warnings():  # torch warns about pickle protocols before failing cleanly
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise AirInterpError(f"{path}: not a state dict that loads with weights_only=True "
+                             "(corrupt, or it holds objects other than tensors)") from None
+    except Exception as err:  # torch raises many types for a truncated or foreign file
         raise AirInterpError(f"{path}: not a readable PyTorch state dict ({_first_line(err)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise AirInterpError(f"{path}: expected a state dict of tensors")
@@ -143,7 +150,7 @@ def _shapes_from_state(state: dict[str, torch.Tensor], fields: dict[str, Any], s
     puzzle = state.get("model.inner.puzzle_emb.weights")
     if puzzle is not None:
         shapes["num_puzzle_identifiers"] = puzzle.shape[0]
-    task = next((t for t in TASKS.values() if t.vocab_size == embed.shape[0]), None)
+    task = next((t for t in map(get_task, _UPSTREAM_TASKS) if t.vocab_size == embed.shape[0]), None)
     if task is not None:
         shapes["task"] = task.name
     pos = state.get("model.inner.embed_pos.embedding_weight")

@@ -251,10 +251,10 @@ class HookedAIR(HookedRootModule):
         z_H, z_L = self.hook_z_H_init(z_H), self.hook_z_L_init(z_L)
         q = None
         for step_hooks in self.step:
+            if not full_grad:  # the carry between segments holds no gradient, as in training
+                z_H, z_L = z_H.detach(), z_L.detach()
             z_H, z_L = self._segment(z_H, z_L, x, step_hooks, full_grad)
             q = step_hooks.hook_q(self._q_logits(z_H))
-            if not full_grad:
-                z_H, z_L = z_H.detach(), z_L.detach()
         logits = self._token_logits(z_H).float()
         if return_type == "logits":
             return logits

@@ -1,0 +1,41 @@
+"""Shared helpers: tiny models and random batches, so model tests run in seconds on a CPU."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from air_interp import AIRConfig, HookedAIR
+
+FIXTURES = Path(__file__).parent / "data" / "public_checkpoints"
+
+
+def tiny_config(variant: str = "Lx_H", task: str = "sudoku", **overrides) -> AIRConfig:
+    sizes = dict(d_model=32, n_heads=4, n_layers=2, puzzle_emb_ndim=32, halt_max_steps=2, forward_dtype="float32")
+    sizes.update(overrides)
+    return AIRConfig.preset(variant, task=task, **sizes)
+
+
+def tiny_model(variant: str = "Lx_H", seed: int = 0, randomise: bool = True, **overrides) -> HookedAIR:
+    """A small model; with ``randomise`` every parameter (zero-initialised ones too) gets noise."""
+    torch.manual_seed(seed)
+    model = HookedAIR(tiny_config(variant, **overrides)).eval()
+    if randomise:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name.startswith(("puzzle_emb", "level_token", "q_head")):
+                    param.normal_(0, 0.5)
+    return model
+
+
+def random_batch(model: HookedAIR, size: int = 3, seed: int = 1) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    cfg = model.cfg
+    return {
+        "inputs": torch.randint(0, cfg.vocab_size, (size, cfg.seq_len), generator=gen),
+        "puzzle_identifiers": torch.zeros(size, dtype=torch.long),
+    }
+
+
+@pytest.fixture
+def model() -> HookedAIR:
+    return tiny_model()

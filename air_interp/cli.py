@@ -33,6 +33,7 @@ def _info(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .data.cli import add_data_parser
+    from .probes.cli import add_probe_parsers
 
     parser = argparse.ArgumentParser(
         prog="air-interp",
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("checkpoint", help=".safetensors file, or a public step_<N> file / run directory")
     info.set_defaults(func=_info)
 
+    add_probe_parsers(commands)
     add_data_parser(commands)
     return parser
 

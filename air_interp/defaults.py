@@ -1,0 +1,26 @@
+"""Where the embedded default checkpoints and datasets live (the repository's checkpoints/ and data/)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import AirInterpError
+
+REPO = Path(__file__).resolve().parent.parent
+CHECKPOINTS = REPO / "checkpoints"
+DATA = REPO / "data"
+DEFAULT_CHECKPOINT = CHECKPOINTS / "sudoku_Lx_H.safetensors"
+DEFAULT_DATASETS = {"sudoku": DATA / "sudoku-hard", "maze15": DATA / "maze-15"}
+
+
+def default_checkpoint() -> Path:
+    if not DEFAULT_CHECKPOINT.is_file():
+        raise AirInterpError(f"no default checkpoint at {DEFAULT_CHECKPOINT}; pass a checkpoint path")
+    return DEFAULT_CHECKPOINT
+
+
+def default_dataset(task: str) -> Path:
+    """The shipped dataset a default model of ``task`` was trained on."""
+    path = DEFAULT_DATASETS.get(task)
+    if path is None or not path.is_dir():
+        raise AirInterpError(f"no shipped dataset for task {task!r}; pass --data DIR")
+    return path

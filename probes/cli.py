@@ -1,0 +1,136 @@
+"""``air-interp decode`` and ``air-interp freeze``: thin wrappers over the probe functions."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional
+
+from air_interp.errors import AirInterpError
+
+
+def _add_common(parser: argparse.ArgumentParser, out: str) -> None:
+    parser.add_argument("--data", help="dataset directory (default: the shipped dataset of the model's task)")
+    parser.add_argument("--split", default="test", choices=("train", "test"), help="split to read (default test)")
+    parser.add_argument("--puzzles", type=int, default=64, help="number of puzzles to analyse (default 64)")
+    parser.add_argument("--batch-size", type=int, default=64, help="puzzles per rollout batch (default 64)")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--out", default=out, help=f"output directory (default {out})")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _load(checkpoint: Optional[str], device: str):
+    from air_interp.checkpoints import load_model
+    from air_interp.defaults import default_checkpoint
+
+    path = Path(checkpoint) if checkpoint else default_checkpoint()
+    return path, load_model(path, device=device)
+
+
+def _puzzles(args: argparse.Namespace, task: str):
+    """(inputs, labels) of the first ``--puzzles`` puzzles of the chosen split."""
+    from air_interp.data import load_dataset
+    from air_interp.defaults import default_dataset
+
+    data = Path(args.data) if args.data else default_dataset(task)
+    dataset = load_dataset(data)
+    if dataset.task.name != task:
+        raise AirInterpError(f"{data} holds {dataset.task.name} puzzles but the model is a {task} model")
+    split = dataset.split(args.split)
+    if args.puzzles < 1:
+        raise AirInterpError("--puzzles must be at least 1")
+    count = min(args.puzzles, len(split))
+    return split.inputs[:count], split.labels[:count]
+
+
+def _steps(text: str, n_steps: int) -> list[int]:
+    try:
+        steps = [n_steps - 1 if s.strip() == "last" else int(s) for s in text.split(",")]
+    except ValueError:
+        raise AirInterpError(f"--steps takes comma-separated ACT step numbers or 'last', got {text!r}") from None
+    bad = [s for s in steps if not 0 <= s < n_steps]
+    if bad:
+        raise AirInterpError(f"ACT steps must lie in [0, {n_steps}), got {bad}")
+    return steps
+
+
+def _write_table(table, path: Path, markdown: bool = True) -> list[Path]:
+    """Write a table as CSV (and Markdown, for the small summary tables), atomically."""
+    from air_interp.io import atomic_path
+
+    writers = [(".csv", lambda t, p: t.to_csv(p, index=False))]
+    if markdown:
+        writers.append((".md", lambda t, p: Path(p).write_text(t.to_markdown(index=False, floatfmt=".3f"))))
+    written = []
+    for suffix, write in writers:
+        target = path.with_suffix(suffix)
+        with atomic_path(target) as tmp:
+            write(table, tmp)
+        written.append(target)
+    return written
+
+
+def _decode(args: argparse.Namespace) -> None:
+    from .decode import decode, plot_decode, render_rollout, summary, write_viewer
+
+    path, model = _load(args.checkpoint, args.device)
+    inputs, labels = _puzzles(args, model.cfg.task)
+    if not 0 <= args.puzzle < len(inputs):
+        raise AirInterpError(f"--puzzle must lie in [0, {len(inputs)})")
+    steps = _steps(args.steps, model.cfg.halt_max_steps)
+    result = decode(model, inputs, labels, batch_size=args.batch_size, progress=not args.quiet)
+    out = Path(args.out)
+    print(f"{path.name}: {model.cfg.variant} on {model.cfg.task}, {len(inputs)} puzzles")
+    print(render_rollout(result, args.puzzle, steps))
+    table = summary(result.table)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    written = _write_table(result.table, out / "decode_table", markdown=False) + _write_table(table, out / "decode_summary")
+    written += plot_decode(result, args.puzzle, steps, out / f"decode_puzzle{args.puzzle}")
+    written.append(write_viewer(result, args.puzzle, out / f"decode_puzzle{args.puzzle}_viewer"))
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
+def _freeze(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .freeze import freeze_table, plot_freeze, run_freeze
+
+    loaded = [_load(c, args.device) for c in (args.checkpoints or [None])]
+    tasks = {model.cfg.task for _, model in loaded}
+    if len(tasks) > 1:
+        raise AirInterpError(f"all checkpoints must share a task, got {sorted(tasks)}")
+    inputs, labels = _puzzles(args, tasks.pop())
+    states = ["none"] if args.state == "none" else ["none", args.state]
+    updates, puzzles = run_freeze([m for _, m in loaded], inputs, labels, states, args.batch_size, not args.quiet)
+    table = freeze_table(puzzles)
+    shown = [c for c in table if c.endswith(("content_changes_mean", "content_changes_sem", "exact_mean"))]
+    pd.set_option("display.width", 200)
+    print(table[["freeze", *shown]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    out = Path(args.out)
+    names = "+".join(p.stem for p, _ in loaded)
+    written = _write_table(table, out / "freeze_table") + _write_table(updates, out / "freeze_updates", markdown=False)
+    written += plot_freeze(updates, out / f"freeze_{args.state}", title=f"{names}, {len(inputs)} puzzles")
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
+def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
+    """Register ``decode`` and ``freeze``."""
+    decode = commands.add_parser(
+        "decode", help="logit-lens the z_H / z_L states of every sub-step (Figures 2-5)",
+        description="Run full rollouts and decode z_H and z_L (lm_head argmax) after every sub-step of "
+                    "every ACT step. Prints one puzzle's rollout and per-step statistics; writes the "
+                    "tidy table (CSV, Markdown), the grid figure (PNG, PDF) and an HTML viewer.")
+    decode.add_argument("checkpoint", nargs="?", help="checkpoint (default: the embedded Sudoku Lx_H model)")
+    decode.add_argument("--puzzle", type=int, default=0, help="which analysed puzzle to print and draw (default 0)")
+    decode.add_argument("--steps", default="0,1,last", help="ACT steps to print and draw (default 0,1,last)")
+    _add_common(decode, "figures/decode")
+    decode.set_defaults(func=_decode)
+
+    freeze = commands.add_parser(
+        "freeze", help="hold z_H or z_L at its reset value and count the other state's changes (Figures 6-7)",
+        description="Run normal rollouts and rollouts with one state frozen at its reset value; count, "
+                    "per update of the other state, token changes, mask flips and content changes; report "
+                    "final exact accuracy from z_H. Several checkpoints (seeds) give mean/std/sem over runs.")
+    freeze.add_argument("checkpoints", nargs="*", help="checkpoints (default: the embedded Sudoku Lx_H model)")
+    freeze.add_argument("--state", default="zH", choices=("zH", "zL", "none"), help="state to freeze (default zH)")
+    _add_common(freeze, "figures/freeze")
+    freeze.set_defaults(func=_freeze)

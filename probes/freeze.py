@@ -1,0 +1,123 @@
+"""Freeze: hold z_H (or z_L) at its reset value for the whole rollout and watch the other state.
+
+For every pair of consecutive updates of an observed state we count, per puzzle, the decoded
+tokens that changed, the *mask flips* (a cell switches between undecided and decided) and the
+*content changes* (a token changed without a mask flip). Consecutive updates are the state's own
+updates (z_L at L sub-steps, z_H at H sub-steps), starting from its reset value. Final exact
+accuracy is always read from the z_H decode after the last sub-step (the public scripts read the
+"normal" accuracy from z_L in one place; SPEC 3, defect 6).
+
+The freeze follows whatever variant the model is (the public scripts replay one hard-coded update
+rule, and their "symmetric" runs load a (2, 1) model; SPEC 3, defect 4): it is a hook on the
+model's own state hook points that returns ``hook.previous``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from air_interp.model import HookedAIR
+from air_interp.tasks import Task, get_task
+
+from .lens import STATES, trace_states
+from .render import save_figure
+
+FREEZE_CHOICES = {"none": None, "zH": "z_H", "zL": "z_L"}
+COUNTS = ("changes", "mask_flips", "content_changes")
+
+
+def change_counts(tokens: np.ndarray, task: Task) -> dict[str, np.ndarray]:
+    """Counts between consecutive decoded updates; ``tokens`` (puzzles, updates + 1, seq_len) -> (puzzles, updates)."""
+    previous, current = tokens[:, :-1], tokens[:, 1:]
+    changed = previous != current
+    flips = task.undecided_mask(previous) != task.undecided_mask(current)
+    return {"changes": changed.sum(-1), "mask_flips": flips.sum(-1), "content_changes": (changed & ~flips).sum(-1)}
+
+
+def freeze(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray], state: str = "zH",
+           batch_size: int = 64, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run rollouts with ``state`` ("zH", "zL" or "none") frozen.
+
+    Returns ``(updates, puzzles)``: a tidy table with one row per puzzle x observed state x update
+    (counts against the previous update), and one row per puzzle with the totals per observed state
+    and the final exact accuracy from z_H.
+    """
+    if state not in FREEZE_CHOICES:
+        raise ValueError(f"state must be one of {', '.join(FREEZE_CHOICES)}, got {state!r}")
+    frozen = FREEZE_CHOICES[state]
+    task = get_task(model.cfg.task)
+    traces = trace_states(model, inputs, STATES, freeze=frozen, batch_size=batch_size, progress=progress)
+    width = model.cfg.sub_steps
+    rows, totals = [], {}
+    for observed in STATES:
+        if observed == frozen:
+            continue
+        trace = traces[observed]
+        counts = change_counts(trace.tokens, task)
+        n_puzzles, n_updates = counts["changes"].shape
+        index = np.tile(trace.sub_index[1:], n_puzzles)
+        rows.append(pd.DataFrame({
+            "freeze": state, "observed": observed,
+            "puzzle": np.repeat(np.arange(n_puzzles), n_updates),
+            "update": np.tile(np.arange(1, n_updates + 1), n_puzzles),
+            "index": index, "step": index // width, "sub": index % width,
+            **{name: values.reshape(-1) for name, values in counts.items()},
+        }))
+        for name, values in counts.items():
+            totals[f"{observed}_{name}"] = values.sum(-1)
+    puzzles = pd.DataFrame({"freeze": state, "puzzle": np.arange(len(inputs)), **totals})
+    if labels is not None:
+        final_H = traces["z_H"].tokens[:, -1]
+        puzzles["exact"] = (final_H == np.asarray(labels)).all(-1)
+    return pd.concat(rows, ignore_index=True), puzzles
+
+
+def freeze_table(puzzles: pd.DataFrame) -> pd.DataFrame:
+    """The freeze table: per run setting, mean / std / sem over puzzles (or over runs, when a
+    ``run`` column holds several checkpoints) of every total, and exact accuracy."""
+    value_columns = [c for c in puzzles if c.endswith(COUNTS) or c == "exact"]
+    if "run" in puzzles and puzzles["run"].nunique() > 1:
+        puzzles = puzzles.groupby(["freeze", "run"])[value_columns].mean().reset_index()
+    stats = puzzles.groupby("freeze", sort=False)[value_columns].agg(["mean", "std", "sem"])
+    stats.columns = [f"{column}_{stat}" for column, stat in stats.columns]
+    return stats.reset_index()
+
+
+def series(updates: pd.DataFrame, count: str = "content_changes") -> pd.DataFrame:
+    """Per freeze setting, observed state and global sub-step: mean, std, sem over puzzles."""
+    grouped = updates.groupby(["freeze", "observed", "index"], sort=False)[count]
+    return grouped.agg(["mean", "std", "sem"]).reset_index()
+
+
+def plot_freeze(updates: pd.DataFrame, path: Path, title: str = "", count: str = "content_changes") -> list[Path]:
+    """Figures 6-7: per-sub-step content changes of each observed state, normal vs frozen other state."""
+    curves = series(updates, count)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharex=True)
+    for ax, observed in zip(axes, ("z_L", "z_H")):
+        for setting, group in curves[curves["observed"] == observed].groupby("freeze", sort=False):
+            label = "normal" if setting == "none" else f"{FREEZE_CHOICES[setting]} frozen"
+            ax.plot(group["index"], group["mean"], marker=".", markersize=3, linewidth=1, label=label)
+            ax.fill_between(group["index"], group["mean"] - group["sem"], group["mean"] + group["sem"], alpha=0.25)
+        ax.set_title(f"{observed}: {count.replace('_', ' ')} per update", fontsize=9)
+        ax.set_xlabel("global sub-step (6 x ACT step + sub-step)")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("cells (mean over puzzles, ± sem)")
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def run_freeze(models: Sequence[HookedAIR], inputs: np.ndarray, labels: Optional[np.ndarray],
+               states: Sequence[str] = ("none", "zH", "zL"), batch_size: int = 64, progress: bool = True
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every freeze setting for every model (seed); tables carry ``run`` (the model's position)."""
+    all_updates, all_puzzles = [], []
+    for run, model in enumerate(models):
+        for state in states:
+            updates, puzzles = freeze(model, inputs, labels, state, batch_size, progress)
+            all_updates.append(updates.assign(run=run))
+            all_puzzles.append(puzzles.assign(run=run))
+    return pd.concat(all_updates, ignore_index=True), pd.concat(all_puzzles, ignore_index=True)

@@ -1,0 +1,103 @@
+"""The logit lens over a rollout: decoded z_L / z_H after every update, streamed in batches.
+
+This is the shared machinery of the decode and freeze probes. It attaches hooks to the
+state hook points (``hook_z_{L,H}_init`` and ``step.{s}.sub.{k}.hook_z_{L,H}``), decodes each
+state as it is produced (``lm_head(z).argmax`` at the content positions), and keeps only the
+decoded tokens, so memory is bounded by ``puzzles x updates x cells`` bytes whatever the model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from air_interp.model import HookedAIR
+
+STATES = ("z_H", "z_L")
+
+
+@dataclass
+class StateTrace:
+    """Decoded tokens of one state: ``tokens[p, u]`` after its ``u``-th update (``u = 0``: reset).
+
+    ``sub_index[u]`` is the global sub-step index ``6 * step + sub`` of update ``u`` (-1 at reset).
+    """
+
+    tokens: np.ndarray  # (puzzles, updates + 1, seq_len) uint8
+    sub_index: np.ndarray  # (updates + 1,)
+
+
+def update_sites(model: HookedAIR, state: str) -> list[tuple[int, str]]:
+    """(global sub-step index, hook name) of every update of ``state`` in a rollout, in order."""
+    kind = state[-1]
+    cfg = model.cfg
+    return [
+        (step * cfg.sub_steps + sub, f"step.{step}.sub.{sub}.hook_{state}")
+        for step in range(cfg.halt_max_steps)
+        for sub, sub_kind in enumerate(cfg.schedule)
+        if sub_kind == kind
+    ]
+
+
+def batches(n: int, batch_size: int, desc: str, progress: bool = True) -> Iterator[slice]:
+    """Slices over ``n`` puzzles with a progress bar counting puzzles."""
+    with tqdm(total=n, desc=desc, unit="puzzle", disable=not progress, leave=False) as bar:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            yield slice(start, stop)
+            bar.update(stop - start)
+
+
+def decode_state(model: HookedAIR, z: torch.Tensor) -> torch.Tensor:
+    """The logit lens: argmax of ``lm_head`` at the content positions, as uint8 (batch, seq_len)."""
+    return model._token_logits(z).argmax(-1).to(torch.uint8)
+
+
+def trace_states(model: HookedAIR, inputs: np.ndarray, states: Sequence[str] = STATES,
+                 freeze: Optional[str] = None, batch_size: int = 64, progress: bool = True,
+                 puzzle_identifiers: Optional[np.ndarray] = None) -> dict[str, StateTrace]:
+    """Run full rollouts over ``inputs`` (puzzles, seq_len) and decode ``states`` after every update.
+
+    ``freeze="z_H"`` (or ``"z_L"``) holds that state at its reset value for the whole rollout by
+    returning the previous value at each of its hook points; the other state updates normally.
+    """
+    inputs = np.asarray(inputs)
+    sites = {state: update_sites(model, state) for state in states}
+    traces = {
+        state: StateTrace(
+            tokens=np.zeros((len(inputs), len(sites[state]) + 1, model.cfg.seq_len), dtype=np.uint8),
+            sub_index=np.array([-1] + [index for index, _ in sites[state]]),
+        )
+        for state in states
+    }
+    hooks = []
+    if freeze is not None:
+        hooks += [(name, _hold_previous) for _, name in update_sites(model, freeze)]
+    current: dict[str, slice] = {}
+    for state in states:
+        names = [f"hook_{state}_init"] + [name for _, name in sites[state]]
+        for update, name in enumerate(names):
+            hooks.append((name, _recorder(model, traces[state].tokens, update, current)))
+    desc = f"decode{'' if freeze is None else f' (freeze {freeze})'}"
+    with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
+        for rows in batches(len(inputs), batch_size, desc, progress):
+            current["rows"] = rows
+            batch = {"inputs": torch.as_tensor(inputs[rows]).long()}
+            if puzzle_identifiers is not None:
+                batch["puzzle_identifiers"] = torch.as_tensor(puzzle_identifiers[rows])
+            model(batch)
+    return traces
+
+
+def _hold_previous(z: torch.Tensor, hook) -> torch.Tensor:
+    return hook.previous
+
+
+def _recorder(model: HookedAIR, out: np.ndarray, update: int, current: dict[str, slice]):
+    def record(z: torch.Tensor, hook) -> None:
+        out[current["rows"], update] = decode_state(model, z).cpu().numpy()
+
+    return record

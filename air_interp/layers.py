@@ -80,11 +80,16 @@ class Rotary:
     def __call__(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         key = (length, device)
         if key not in self._tables:
+            self._tables[key] = self._build(length, device)
+        return self._tables[key]
+
+    def _build(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # Built outside inference mode: the cached tables are reused by later autograd passes.
+        with torch.inference_mode(False), torch.no_grad():
             inv_freq = 1.0 / (self.theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
             freqs = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
             angles = torch.cat((freqs, freqs), dim=-1)
-            self._tables[key] = (angles.cos().to(device), angles.sin().to(device))
-        return self._tables[key]
+            return angles.cos().to(device), angles.sin().to(device)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

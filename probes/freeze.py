@@ -104,7 +104,8 @@ def plot_freeze(updates: pd.DataFrame, path: Path, title: str = "", count: str =
             ax.fill_between(group["index"], group["mean"] - group["sem"], group["mean"] + group["sem"], alpha=0.25)
         ax.set_title(f"{observed}: {count.replace('_', ' ')} per update", fontsize=9)
         ax.set_xlabel("global sub-step (6 x ACT step + sub-step)")
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     axes[0].set_ylabel("cells (mean over puzzles, ± sem)")
     fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)

@@ -1,4 +1,4 @@
-"""``air-interp decode`` and ``air-interp freeze``: thin wrappers over the probe functions."""
+"""``air-interp decode``, ``freeze`` and ``attention``: thin wrappers over the probe functions."""
 from __future__ import annotations
 
 import argparse
@@ -112,8 +112,35 @@ def _freeze(args: argparse.Namespace) -> None:
     print("wrote " + ", ".join(str(p) for p in written))
 
 
+def _attention(args: argparse.Namespace) -> None:
+    from .attention import AttentionOptions, attention_contrasts, plot_contrasts, plot_example, summarize
+
+    path, model = _load(args.checkpoint, args.device)
+    inputs, labels = _puzzles(args, model.cfg.task)
+    n_layers = model.cfg.n_layers
+    if args.layer is not None and not 0 <= args.layer < n_layers:
+        raise AirInterpError(f"--layer must lie in [0, {n_layers})")
+    options = AttentionOptions(
+        steps=tuple(_steps(args.steps, model.cfg.halt_max_steps)),
+        layers=None if args.layer is None else (args.layer,),
+        violation_timing=args.violation_timing, violation_scope=args.violation_scope,
+        include_self=None if args.self_in_neighbourhood == "published" else args.self_in_neighbourhood == "yes",
+    )
+    rows = attention_contrasts(model, inputs, labels, options, batch_size=args.batch_size, progress=not args.quiet)
+    table = summarize(rows, n_boot=args.bootstrap)
+    print(f"{path.name}: {model.cfg.variant} on {model.cfg.task}, {len(inputs)} puzzles, {len(rows)} query rows")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    out = Path(args.out)
+    layer = args.layer if args.layer is not None else n_layers - 1
+    written = _write_table(table, out / "attention_table") + _write_table(rows, out / "attention_rows", markdown=False)
+    written += plot_contrasts(table, out / "attention_contrasts", title=f"{path.stem}: L minus H, {len(inputs)} puzzles")
+    written += plot_example(model, inputs, labels, puzzle=0, layer=layer, head=args.head,
+                            path=out / f"attention_example_layer{layer}")
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
 def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
-    """Register ``decode`` and ``freeze``."""
+    """Register ``decode``, ``freeze`` and ``attention``."""
     decode = commands.add_parser(
         "decode", help="logit-lens the z_H / z_L states of every sub-step (Figures 2-5)",
         description="Run full rollouts and decode z_H and z_L (lm_head argmax) after every sub-step of "
@@ -134,3 +161,23 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     freeze.add_argument("--state", default="zH", choices=("zH", "zL", "none"), help="state to freeze (default zH)")
     _add_common(freeze, "figures/freeze")
     freeze.set_defaults(func=_freeze)
+
+    attention = commands.add_parser(
+        "attention", help="L vs H attention contrasts per layer (Figures 8-13, attention table)",
+        description="Compare the attention of the first L and first H sub-step of chosen ACT steps, per layer: "
+                    "locality (Sudoku Δnbr, Maze Δρ), entropy Δent and mass on wrong cells Δviol, per query "
+                    "class, with the paper's row-level 95%% CI and a puzzle-level bootstrap 95%% CI.")
+    attention.add_argument("checkpoint", nargs="?", help="checkpoint (default: the embedded Sudoku Lx_H model)")
+    attention.add_argument("--layer", type=int, help="one layer only (default: every layer)")
+    attention.add_argument("--steps", default="2,4,6,8,10,12,14,15", help="ACT steps (default: the paper's)")
+    attention.add_argument("--violation-timing", default="after", choices=("after", "before"),
+                           help="violation set from z_H after the measured H-update (published) or before it")
+    attention.add_argument("--violation-scope", choices=("board", "neighbourhood"),
+                           help="Δviol over the whole board or the class neighbourhood (default: as published "
+                                "for the task: Sudoku board, Maze N4)")
+    attention.add_argument("--self-in-neighbourhood", default="published", choices=("published", "yes", "no"),
+                           help="count the query in its own neighbourhood (published: Sudoku yes, Maze no)")
+    attention.add_argument("--head", type=int, default=0, help="head of the example heatmap (default 0)")
+    attention.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    _add_common(attention, "figures/attention")
+    attention.set_defaults(func=_attention, batch_size=16)

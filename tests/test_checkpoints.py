@@ -62,16 +62,46 @@ def test_public_fixtures_load_as_their_variant(folder, variant):
         torch.testing.assert_close(model._token_logits(z_H), torch.from_numpy(expected["logits"]), atol=1e-5, rtol=0)
 
 
-@pytest.mark.xfail(strict=True, reason="the fixtures' rollouts differ from the public code as we read it; "
-                   "see README 'Known issues'")
-@pytest.mark.parametrize("folder", ["air_1net_Lx_H", "air_1net_gx_linear", "hrm_act_v1"])
+# The fixture maker added 0.02 * randn to every parameter AND buffer, the RoPE cos/sin tables
+# included; those are non-persistent, so they are not in step_1. They were reconstructed from its
+# RNG stream (torch CPU generator, seed 0; the tables' noise starts after this many draws, found by
+# matching the noise in the saved tensors to 1e-8), and the rollout is compared with them in place.
+FIXTURE_TABLE_OFFSETS = {"air_1net_Lx_H": 265732, "air_1net_gx_linear": 273924, "hrm_act_v1": 527876}
+# Tolerances: these variants amplify fp32 rounding differently (fp32 vs fp64 of the same rollout
+# differ by 2.4e-5, 7.7e-5 and 3.7e-4); the persistent-level-token fixture is chaotic (fp32 vs fp64
+# differ by 4.7), so no independent implementation can reproduce its 16-step rollout.
+FIXTURE_TOLERANCE = {"air_1net_Lx_H": 1e-4, "air_1net_gx_linear": 5e-4, "hrm_act_v1": 5e-3}
+
+
+def fixture_rope_tables(model, offset):
+    length = model.cfg.carry_len
+    cos, sin = model._rotary(length, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(0)
+    torch.rand(offset, generator=generator)
+    cos = cos + 0.02 * torch.randn(cos.shape, generator=generator)
+    sin = sin + 0.02 * torch.randn(sin.shape, generator=generator)
+    return length, cos, sin
+
+
+@pytest.mark.parametrize("folder", sorted(FIXTURE_TABLE_OFFSETS))
 def test_public_fixtures_reproduce_the_public_rollout(folder):
     model = load_model(FIXTURES / folder / "step_1")
+    length, cos, sin = fixture_rope_tables(model, FIXTURE_TABLE_OFFSETS[folder])
+    model._rotary._tables[(length, torch.device("cpu"))] = (cos, sin)
     expected = np.load(FIXTURES / folder / "expected.npz")
     with torch.no_grad():
         out = model(torch.from_numpy(expected["inputs"]), return_type="all")
     for key in ("z_H", "z_L", "logits", "q_halt_logits"):
-        assert np.abs(getattr(out, key).numpy() - expected[key]).max() <= 1e-4, key
+        assert np.abs(getattr(out, key).numpy() - expected[key]).max() <= FIXTURE_TOLERANCE[folder], key
+
+
+def test_public_fixture_does_not_match_with_clean_tables():
+    """The reconstruction above is what makes the match: with the true RoPE tables it is far off."""
+    model = load_model(FIXTURES / "air_1net_Lx_H" / "step_1")
+    expected = np.load(FIXTURES / "air_1net_Lx_H" / "expected.npz")
+    with torch.no_grad():
+        out = model(torch.from_numpy(expected["inputs"]), return_type="all")
+    assert np.abs(out.z_H.numpy() - expected["z_H"]).max() > 0.1
 
 
 # ---- bad input -----------------------------------------------------------------------------------

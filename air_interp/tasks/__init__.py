@@ -5,11 +5,11 @@ neighbourhoods, violation masks, validity checks, symmetries), never task-specif
 """
 import re
 
-from air_interp.tasks.base import PAD, Task
+from air_interp.tasks.base import PAD, AttentionSpec, Contrast, Task
 from air_interp.tasks.maze import MazeTask, maze_task
 from air_interp.tasks.sudoku import SUDOKU, SudokuTask
 
-__all__ = ["PAD", "Task", "SudokuTask", "MazeTask", "TASKS", "get_task"]
+__all__ = ["PAD", "AttentionSpec", "Contrast", "Task", "SudokuTask", "MazeTask", "TASKS", "get_task"]
 
 MAZE_SIDES = (10, 15, 20, 30)
 MAX_MAZE_SIDE = 64

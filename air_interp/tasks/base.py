@@ -21,6 +21,34 @@ Transform = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
+class Contrast:
+    """One attention-locality contrast: the mass difference L - H on a neighbourhood.
+
+    With ``density`` the difference is divided by the neighbourhood's nominal size (Maze Δρ).
+    """
+
+    column: str
+    kind: str
+    include_self: bool = False
+    density: bool = False
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """How the attention probe reads this task (SPEC 3): contrasts, query classes, violation scope.
+
+    A query is ``adjacent_label`` when a cell of its ``class_kind`` neighbourhood (query excluded) is
+    in the violation set; Δviol sums over the whole board (``violation_scope="board"``) or over that
+    neighbourhood only (``"neighbourhood"``).
+    """
+
+    contrasts: tuple[Contrast, ...]
+    class_kind: str
+    violation_scope: str
+    adjacent_label: str
+
+
+@dataclass(frozen=True)
 class Task:
     """Token shapes plus the task logic (text form, neighbourhoods, checks, symmetries)."""
 
@@ -78,6 +106,16 @@ class Task:
 
     def violation_mask(self, grids: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """Bool ``(batch, seq_len)``: the cells a probe counts as wrong in each decoded grid."""
+        raise NotImplementedError
+
+    # ---- attention analysis ------------------------------------------------------------------
+    @property
+    def attention_spec(self) -> AttentionSpec:
+        """The contrasts and classes the paper reports for this task."""
+        raise NotImplementedError
+
+    def attention_queries(self, inputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Bool ``(batch, seq_len)``: the query cells of the attention analysis."""
         raise NotImplementedError
 
     # ---- neighbourhoods --------------------------------------------------------------------

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from air_interp.tasks.base import Task, Transform
+from air_interp.tasks.base import AttentionSpec, Contrast, Task, Transform
 
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5
 STEPS = ((-1, 0), (0, 1), (1, 0), (0, -1))  # up, right, down, left: the tie-break order
@@ -33,6 +33,17 @@ class MazeTask(Task):
             for dc in range(-reach, reach + 1)
             if kind != "n4" or abs(dr) + abs(dc) == 1
         ]
+
+    @property
+    def attention_spec(self) -> AttentionSpec:
+        """Density contrasts Δρ at 4, 8 and 5x5 (mass difference / 4, 8, 24); Δviol on N4 ∩ V, as published."""
+        contrasts = tuple(Contrast(f"d_rho_{kind}", kind, density=True) for kind in ("n4", "n8", "5x5"))
+        return AttentionSpec(contrasts, class_kind="n4", violation_scope="neighbourhood",
+                             adjacent_label="error-adjacent")
+
+    def attention_queries(self, inputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The cells on the solution path."""
+        return np.asarray(labels) == PATH
 
     def violation_mask(self, grids: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         """Cells where the decoded grid differs from the label (the maze "error" set)."""

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from air_interp.tasks.base import Task, Transform
+from air_interp.tasks.base import AttentionSpec, Contrast, Task, Transform
 
 BLANK = 1
 DIGIT_OFFSET = 1  # token = digit + 1
@@ -32,6 +32,17 @@ class SudokuTask(Task):
 
     def _char_aliases(self) -> dict[str, int]:
         return {"0": BLANK}
+
+    @property
+    def attention_spec(self) -> AttentionSpec:
+        """Δnbr on row ∪ column ∪ box with the query included (21 cells, as the AIR release);
+        Δviol over every conflicting cell of the board, as published."""
+        return AttentionSpec((Contrast("d_nbr", "rcb", include_self=True),), class_kind="rcb",
+                             violation_scope="board", adjacent_label="violation-adjacent")
+
+    def attention_queries(self, inputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The cells blank in the input."""
+        return np.asarray(inputs) == BLANK
 
     def _neighbours(self, kind: str, row: int, col: int) -> list[tuple[int, int]]:
         same_row = [(row, c) for c in range(9)]

@@ -1,0 +1,243 @@
+"""Attention contrasts: does the L-update attend more locally than the H-update? (SPEC 3)
+
+At chosen ACT steps (the paper's 2, 4, ..., 14, 15) the first L sub-step and the first H sub-step
+of the segment are compared, layer by layer. Attention probabilities are taken among content
+positions (prefix positions dropped, rows renormalised) and, per query cell, contrasts are
+averaged over heads:
+
+* locality: mass_L(N) - mass_H(N) on the task's neighbourhoods (Sudoku Δnbr on row ∪ column ∪
+  box; Maze Δρ at N4 / N8 / 5x5, divided by the neighbourhood size),
+* Δent = Hn(p_H) - Hn(p_L), the entropy normalised by log(#keys),
+* Δviol = mass_L(V) - mass_H(V), V the cells wrong in the decoded z_H (Sudoku: rule conflicts,
+  over the whole board; Maze: differs from the label, restricted to N4 ∩ V).
+
+Choices where the public scripts are questionable are options, defaults as published:
+``violation_timing="after"`` takes V from z_H after the H-update being measured (the L map saw
+the z_H from before it; ``"before"`` uses that one), ``violation_scope`` switches between board
+and neighbourhood, ``include_self`` the query in its own neighbourhood. Every row is one
+(puzzle, step, layer, query); :func:`summarize` reports, per layer and query class, the mean, the
+row-level 95% CI the paper uses, a puzzle-level bootstrap 95% CI (rows within a puzzle are
+correlated, so the puzzle is the right unit) and the fraction positive. One batched rollout
+yields every layer at once (the public scripts re-run the rollout per layer and per puzzle).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from air_interp.model import HookedAIR
+from air_interp.tasks import AttentionSpec, Task, get_task
+
+from .lens import batches, decode_state
+from .render import draw_grid, save_figure
+
+PAPER_STEPS = (2, 4, 6, 8, 10, 12, 14, 15)
+
+
+@dataclass(frozen=True)
+class AttentionOptions:
+    steps: tuple[int, ...] = PAPER_STEPS
+    layers: Optional[tuple[int, ...]] = None  # None: every layer
+    violation_timing: str = "after"  # "after" (as published) or "before" the H-update
+    violation_scope: Optional[str] = None  # None: the task's published choice; "board" / "neighbourhood"
+    include_self: Optional[bool] = None  # None: the task's published choice
+
+    def spec(self, task: Task) -> AttentionSpec:
+        spec = task.attention_spec
+        if self.violation_scope is not None:
+            spec = replace(spec, violation_scope=self.violation_scope)
+        if self.include_self is not None:
+            spec = replace(spec, contrasts=tuple(replace(c, include_self=self.include_self) for c in spec.contrasts))
+        return spec
+
+
+def first_sub_steps(model: HookedAIR) -> tuple[int, int]:
+    """Index of the first L and the first H sub-step of a segment."""
+    schedule = model.cfg.schedule
+    return schedule.index("L"), schedule.index("H")
+
+
+def content_pattern(pattern: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """Attention among content positions (the last ``seq_len``), rows renormalised, fp32."""
+    p = pattern[..., -seq_len:, -seq_len:].float()
+    return p / p.sum(-1, keepdim=True)
+
+
+def normalised_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy of each row divided by log(#keys)."""
+    return -(p * p.clamp_min(1e-30).log()).sum(-1) / math.log(p.shape[-1])
+
+
+class _Collector:
+    """Hooks that reduce attention patterns as they are produced and emit one row per query."""
+
+    def __init__(self, model: HookedAIR, options: AttentionOptions, layers: Sequence[int]) -> None:
+        self.model, self.options, self.layers = model, options, layers
+        self.task = get_task(model.cfg.task)
+        self.spec = options.spec(self.task)
+        seq_len = model.cfg.seq_len
+        self.masks = {c.column: torch.as_tensor(self.task.neighbourhood_mask(c.kind, c.include_self)).float()
+                      for c in self.spec.contrasts}
+        self.divisors = {c.column: float(self.task.nominal_size(c.kind)) if c.density else 1.0 for c in self.spec.contrasts}
+        self.class_mask = torch.as_tensor(self.task.neighbourhood_mask(self.spec.class_kind))
+        self.seq_len = seq_len
+        self.store: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.rows: list[pd.DataFrame] = []
+        self.inputs = self.labels = None
+        self.offset = 0
+
+    def hooks(self) -> list:
+        l_sub, h_sub = first_sub_steps(self.model)
+        hooks = []
+        for step in self.options.steps:
+            for kind, sub in (("L", l_sub), ("H", h_sub)):
+                for layer in self.layers:
+                    hooks.append((f"step.{step}.sub.{sub}.layer.{layer}.attn.hook_pattern", self._keep(kind, layer)))
+            hooks.append((f"step.{step}.sub.{h_sub}.hook_z_H", self._finish(step)))
+        return hooks
+
+    def _keep(self, kind: str, layer: int):
+        def keep(pattern: torch.Tensor, hook) -> None:
+            p = content_pattern(pattern, self.seq_len)
+            self.store[(kind, layer)] = (p.mean(1), normalised_entropy(p).mean(1))
+
+        return keep
+
+    def _finish(self, step: int):
+        def finish(z_H: torch.Tensor, hook) -> None:
+            z = z_H if self.options.violation_timing == "after" else hook.previous
+            decoded = decode_state(self.model, z).cpu().numpy()
+            violated = torch.as_tensor(self.task.violation_mask(decoded, self.labels))
+            for layer in self.layers:
+                self.rows.append(self._rows(step, layer, violated))
+            self.store.clear()
+
+        return finish
+
+    def _rows(self, step: int, layer: int, violated: torch.Tensor) -> pd.DataFrame:
+        (p_L, ent_L), (p_H, ent_H) = self.store[("L", layer)], self.store[("H", layer)]
+        columns = {}
+        for column, mask in self.masks.items():
+            mass = lambda p: (p * mask).sum(-1) / self.divisors[column]  # noqa: E731
+            columns[column] = mass(p_L) - mass(p_H)
+        columns["d_ent"] = ent_H - ent_L
+        scope = violated[:, None, :].float()
+        if self.spec.violation_scope == "neighbourhood":
+            scope = scope * self.class_mask[None].float()
+        columns["d_viol"] = (p_L * scope).sum(-1) - (p_H * scope).sum(-1)
+        adjacent = (self.class_mask[None] & violated[:, None, :]).any(-1)
+        queries = torch.as_tensor(self.task.attention_queries(self.inputs, self.labels))
+        puzzle, query = torch.nonzero(queries, as_tuple=True)
+        return pd.DataFrame({
+            "puzzle": (puzzle + self.offset).numpy(), "step": step, "layer": layer, "query": query.numpy(),
+            "cls": np.where(adjacent[puzzle, query].numpy(), self.spec.adjacent_label, "control"),
+            **{name: values[puzzle, query].numpy() for name, values in columns.items()},
+        })
+
+
+def attention_contrasts(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray,
+                        options: AttentionOptions = AttentionOptions(), batch_size: int = 16,
+                        progress: bool = True) -> pd.DataFrame:
+    """One row per puzzle x step x layer x query cell with every contrast (see module docstring)."""
+    cfg = model.cfg
+    steps = tuple(s for s in options.steps if s < cfg.halt_max_steps)
+    layers = tuple(options.layers) if options.layers is not None else tuple(range(cfg.layers_of("L")))
+    bad = [layer for layer in layers if not 0 <= layer < min(cfg.layers_of("L"), cfg.layers_of("H"))]
+    if bad or not steps:
+        raise ValueError(f"no such layer {bad} or no ACT step below {cfg.halt_max_steps} among {options.steps}")
+    collector = _Collector(model, replace(options, steps=steps), layers)
+    inputs, labels = np.asarray(inputs), np.asarray(labels)
+    with torch.inference_mode(), model.hooks(fwd_hooks=collector.hooks()):
+        for rows in batches(len(inputs), batch_size, "attention", progress):
+            collector.inputs, collector.labels, collector.offset = inputs[rows], labels[rows], rows.start
+            model({"inputs": torch.as_tensor(inputs[rows]).long()})
+    return pd.concat(collector.rows, ignore_index=True)
+
+
+def metric_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table if c.startswith("d_")]
+
+
+def summarize(table: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per layer x query class (and "all") x metric: n rows, n puzzles, mean, row-level 95% CI,
+    puzzle-level bootstrap 95% CI and the fraction of rows above zero."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for cls, part in [("all", table), *table.groupby("cls")]:
+        for layer, rows in part.groupby("layer"):
+            puzzles, codes = np.unique(rows["puzzle"].to_numpy(), return_inverse=True)
+            resample = rng.integers(0, len(puzzles), size=(n_boot, len(puzzles)))
+            counts = np.bincount(codes, minlength=len(puzzles))
+            for metric in metric_columns(table):
+                values = rows[metric].to_numpy(dtype=np.float64)
+                sums = np.bincount(codes, weights=values, minlength=len(puzzles))
+                boot = sums[resample].sum(1) / np.maximum(counts[resample].sum(1), 1)
+                half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+                out.append({
+                    "layer": layer, "cls": cls, "metric": metric, "n_rows": len(values), "n_puzzles": len(puzzles),
+                    "mean": values.mean(), "row_ci_low": values.mean() - half, "row_ci_high": values.mean() + half,
+                    "boot_ci_low": np.quantile(boot, 0.025), "boot_ci_high": np.quantile(boot, 0.975),
+                    "frac_positive": (values > 0).mean(),
+                })
+    return pd.DataFrame(out)
+
+
+def plot_contrasts(summary: pd.DataFrame, path: Path, title: str = "") -> list[Path]:
+    """Figures 8-9: per-layer bars of every contrast for each query class, bootstrap 95% CIs."""
+    metrics = list(dict.fromkeys(summary["metric"]))
+    classes = [c for c in dict.fromkeys(summary["cls"]) if c != "all"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3), squeeze=False)
+    width = 0.8 / max(len(classes), 1)
+    for ax, metric in zip(axes[0], metrics):
+        for i, cls in enumerate(classes):
+            rows = summary[(summary["metric"] == metric) & (summary["cls"] == cls)]
+            x = rows["layer"].to_numpy() + (i - (len(classes) - 1) / 2) * width
+            err = np.stack([rows["mean"] - rows["boot_ci_low"], rows["boot_ci_high"] - rows["mean"]])
+            ax.bar(x, rows["mean"], width, yerr=err, capsize=2, label=cls)
+        ax.axhline(0, color="#444444", linewidth=0.7)
+        ax.set_title(metric.replace("d_", "Δ"), fontsize=9)
+        ax.set_xlabel("layer")
+        ax.set_xticks(sorted(summary["layer"].unique()))
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def plot_example(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, puzzle: int, layer: int,
+                 head: int = 0, query: Optional[int] = None, steps: Sequence[int] = (2, 8, 15),
+                 path: Path = Path("attention_example")) -> list[Path]:
+    """Figures 10-13: one query, one head, the L map beside the H map, at several ACT steps (temporal
+    persistence), with the query's neighbourhood outlined."""
+    task = get_task(model.cfg.task)
+    queries = np.flatnonzero(task.attention_queries(inputs[puzzle], labels[puzzle]))
+    query = int(queries[0]) if query is None else query
+    steps = [s for s in steps if s < model.cfg.halt_max_steps]
+    l_sub, h_sub = first_sub_steps(model)
+    names = [f"step.{s}.sub.{k}.layer.{layer}.attn.hook_pattern" for s in steps for k in (l_sub, h_sub)]
+    with torch.inference_mode():
+        _, cache = model.run_with_cache({"inputs": torch.as_tensor(inputs[puzzle:puzzle + 1]).long()}, names_filter=names)
+    outline = task.neighbourhood_mask(task.attention_spec.class_kind)[query]
+    fig, axes = plt.subplots(len(steps), 3, figsize=(7.5, 2.6 * len(steps)), squeeze=False)
+    for row, step in enumerate(steps):
+        draw_grid(axes[row, 0], task, inputs[puzzle], title=f"input, query cell {query}")
+        for col, (kind, sub) in enumerate((("L", l_sub), ("H", h_sub)), start=1):
+            p = content_pattern(cache[f"step.{step}.sub.{sub}.layer.{layer}.attn.hook_pattern"], model.cfg.seq_len)
+            heat = p[0, head, query].reshape(task.side, task.side).numpy()
+            ax = axes[row, col]
+            ax.imshow(heat, cmap="magma")
+            for cell in np.flatnonzero(outline):
+                r, c = divmod(int(cell), task.side)
+                ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="#4fc3f7", linewidth=0.8))
+            r, c = divmod(query, task.side)
+            ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="#00e676", linewidth=1.5))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{kind}-update, step {step}, layer {layer}, head {head}", fontsize=7)
+    return save_figure(fig, path)

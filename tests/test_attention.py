@@ -1,0 +1,118 @@
+"""Attention probe: contrasts on hand-made patterns, batched vs one at a time, statistics, CLI."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from air_interp.cli import main
+from air_interp.data import load_dataset
+from air_interp.defaults import DEFAULT_DATASETS
+from air_interp.probes.attention import AttentionOptions, attention_contrasts, summarize
+from air_interp.probes.lens import decode_state
+from air_interp.tasks import get_task
+from conftest import tiny_model
+
+SUDOKU = get_task("sudoku")
+
+
+@pytest.fixture(scope="module")
+def puzzles():
+    split = load_dataset(DEFAULT_DATASETS["sudoku"]).split("test")
+    return split.inputs[:3], split.labels[:3]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(halt_max_steps=3)
+
+
+def hand_pattern(model, local: bool) -> torch.Tensor:
+    """Each query puts all its mass uniformly on its row ∪ column ∪ box (itself included) when
+    ``local``, else uniformly on every other content cell; nothing on the prefix positions."""
+    cfg = model.cfg
+    neighbourhood = SUDOKU.neighbourhood_mask("rcb", include_self=True)
+    weights = neighbourhood if local else ~neighbourhood
+    content = torch.as_tensor(weights / weights.sum(1, keepdims=True), dtype=torch.float32)
+    pattern = torch.zeros(cfg.carry_len, cfg.carry_len)
+    pattern[cfg.prefix_len:, cfg.prefix_len:] = content
+    return pattern
+
+
+def test_contrasts_on_hand_made_patterns_have_known_values(model, puzzles):
+    inputs, labels = puzzles
+    local, spread = hand_pattern(model, True), hand_pattern(model, False)
+
+    def replace(kind):
+        return lambda p, hook: local.expand_as(p).clone() if kind == "L" else spread.expand_as(p).clone()
+
+    forced = [(f"step.2.sub.{sub}.layer.{layer}.attn.hook_pattern", replace(kind))
+              for sub, kind in ((0, "L"), (2, "H")) for layer in range(2)]
+    with model.hooks(fwd_hooks=forced):
+        rows = attention_contrasts(model, inputs, labels, AttentionOptions(steps=(2,)), progress=False)
+        _, cache = model.run_with_cache(torch.as_tensor(inputs).long(), names_filter="step.2.sub.2.hook_z_H")
+    violated = SUDOKU.violation_mask(decode_state(model, cache["step.2.sub.2.hook_z_H"]).numpy())
+    neighbourhood = SUDOKU.neighbourhood_mask("rcb", include_self=True)
+    adjacent_mask = SUDOKU.neighbourhood_mask("rcb")
+
+    assert np.allclose(rows["d_nbr"], 1.0, atol=1e-6)
+    assert np.allclose(rows["d_ent"], (math.log(60) - math.log(21)) / math.log(81), atol=1e-6)
+    for row in rows.sample(20, random_state=0).itertuples():
+        v, n = violated[row.puzzle], neighbourhood[row.query]
+        expected = (v & n).sum() / 21 - (v & ~n).sum() / 60
+        assert row.d_viol == pytest.approx(expected, abs=1e-6)
+        adjacent = (v & adjacent_mask[row.query]).any()
+        assert row.cls == ("violation-adjacent" if adjacent else "control")
+    blank = inputs == 1
+    assert len(rows) == blank.sum() * 2  # every blank cell, two layers
+
+
+def test_batched_equals_one_puzzle_at_a_time(model, puzzles):
+    inputs, labels = puzzles
+    batched = attention_contrasts(model, inputs, labels, batch_size=3, progress=False)
+    singles = pd.concat([attention_contrasts(model, inputs[i:i + 1], labels[i:i + 1], batch_size=1, progress=False)
+                         .assign(puzzle=i) for i in range(3)])
+    key = ["puzzle", "step", "layer", "query"]
+    a = batched.sort_values(key).reset_index(drop=True)
+    b = singles.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, atol=1e-5, rtol=0)
+
+
+def test_violation_timing_and_scope_options_change_what_they_should(model, puzzles):
+    inputs, labels = puzzles
+    after = attention_contrasts(model, inputs, labels, AttentionOptions(steps=(1,)), progress=False)
+    before = attention_contrasts(model, inputs, labels, AttentionOptions(steps=(1,), violation_timing="before"),
+                                 progress=False)
+    local = attention_contrasts(model, inputs, labels, AttentionOptions(steps=(1,), violation_scope="neighbourhood"),
+                                progress=False)
+    assert np.allclose(after["d_nbr"], before["d_nbr"]) and np.allclose(after["d_nbr"], local["d_nbr"])
+    assert not np.allclose(after["d_viol"], local["d_viol"])
+    excluded = attention_contrasts(model, inputs, labels, AttentionOptions(steps=(1,), include_self=False),
+                                   progress=False)
+    assert not np.allclose(after["d_nbr"], excluded["d_nbr"])
+
+
+def test_summary_statistics_against_numpy():
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"puzzle": np.repeat(np.arange(10), 30), "layer": 0, "cls": "control",
+                          "d_nbr": rng.normal(0.1, 1.0, 300) + np.repeat(rng.normal(0, 2, 10), 30)})
+    row = summarize(table, n_boot=2000).query("cls == 'all' and metric == 'd_nbr'").iloc[0]
+    values = table["d_nbr"].to_numpy()
+    half = 1.96 * values.std(ddof=1) / math.sqrt(300)
+    assert row["mean"] == pytest.approx(values.mean())
+    assert row["row_ci_high"] - row["row_ci_low"] == pytest.approx(2 * half)
+    assert row["frac_positive"] == pytest.approx((values > 0).mean())
+    # puzzle effects make the puzzle-level interval much wider than the row-level one
+    assert row["boot_ci_high"] - row["boot_ci_low"] > 2 * (row["row_ci_high"] - row["row_ci_low"])
+    assert row["boot_ci_low"] < row["mean"] < row["boot_ci_high"]
+
+
+def test_attention_cli_end_to_end(model, tmp_path, capsys):
+    checkpoint = tmp_path / "tiny.safetensors"
+    model.save(checkpoint)
+    assert main(["attention", str(checkpoint), "--layer", "1", "--puzzles", "3", "--steps", "1,2",
+                 "--bootstrap", "50", "--out", str(tmp_path), "--quiet"]) == 0
+    assert "violation-adjacent" in capsys.readouterr().out
+    for name in ("attention_table.csv", "attention_contrasts.png", "attention_example_layer1.png"):
+        assert (tmp_path / name).stat().st_size > 100

@@ -1,0 +1,106 @@
+"""Run directories and checkpoints you can trust.
+
+Layout of ``--out``::
+
+    config.json                 the resolved training and model config
+    metrics.jsonl               one JSON object per log line / evaluation
+    checkpoints/step_00001000/  model.safetensors (our format: every probe loads it)
+                                train_state.pt (optimisers, step, RNG states, ACT carries, ...)
+    latest -> checkpoints/step_00001000
+
+A checkpoint directory is written under a temporary name and renamed when complete, and only
+then does the ``latest`` symlink move (itself replaced atomically). A run killed at any moment
+therefore leaves ``latest`` on a complete checkpoint and loses only the steps after it.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from air_interp.errors import AirInterpError
+from air_interp.io import atomic_path
+
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "train_state.pt"
+STATE_FORMAT = "air-interp-train-state"
+_STEP_DIR = re.compile(r"step_(\d+)")
+
+
+def step_dir_name(step: int) -> str:
+    return f"step_{step:08d}"
+
+
+def write_checkpoint(run_dir: Path, step: int, write_model: Callable[[Path], None],
+                     state: dict[str, Any], keep: int) -> Path:
+    """Write ``step``'s checkpoint atomically, point ``latest`` at it, keep the newest ``keep``."""
+    target = run_dir / CHECKPOINTS / step_dir_name(step)
+    with atomic_path(target, directory=True) as tmp:
+        write_model(tmp / MODEL_FILE)
+        torch.save(dict(state, format=STATE_FORMAT), tmp / STATE_FILE)
+    _point_latest(run_dir, target)
+    prune(run_dir, keep)
+    return target
+
+
+def _point_latest(run_dir: Path, target: Path) -> None:
+    link = run_dir / LATEST
+    tmp = run_dir / f".{LATEST}.tmp-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target.relative_to(run_dir))
+    os.replace(tmp, link)
+
+
+def latest_checkpoint(run_dir: Path) -> Optional[Path]:
+    """The checkpoint ``latest`` points to, or None when the run has none."""
+    link = run_dir / LATEST
+    if not link.is_symlink():
+        return None
+    target = link.resolve()
+    if not (target / STATE_FILE).is_file():
+        raise AirInterpError(f"{link} points to {target}, which is not a complete checkpoint")
+    return target
+
+
+def prune(run_dir: Path, keep: int) -> None:
+    """Remove all but the newest ``keep`` checkpoints (never the latest) and stale temporaries."""
+    folder = run_dir / CHECKPOINTS
+    if not folder.is_dir():
+        return
+    latest = latest_checkpoint(run_dir)
+    steps = sorted((p for p in folder.iterdir() if _STEP_DIR.fullmatch(p.name)), key=lambda p: p.name)
+    for old in steps[:-keep]:
+        if old != latest:
+            shutil.rmtree(old)
+    for stale in folder.glob(".step_*.tmp-*"):  # left by a run killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def read_state(checkpoint: Path) -> dict[str, Any]:
+    """The training state of a checkpoint directory (loaded without unpickling code)."""
+    path = checkpoint / STATE_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise AirInterpError(f"{path}: cannot read training state ({err})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise AirInterpError(f"{path}: not an air-interp training state")
+    return state
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A model path from a run directory (its latest checkpoint), a checkpoint directory or a file;
+    anything else (a public run directory, a step file) is returned as is for ``load_model``."""
+    path = Path(path)
+    for candidate in (path / LATEST / MODEL_FILE, path / MODEL_FILE):
+        if candidate.is_file():
+            return candidate
+    if not path.exists():
+        raise AirInterpError(f"{path}: no such checkpoint")
+    return path

@@ -1,0 +1,170 @@
+"""TrainConfig: every hyperparameter of a training run, and the named scales (``paper``, ``cpu``).
+
+The model variant is a preset name of :mod:`air_interp.config` (``Lx_H``, ``hrm``, ...); a *scale*
+sets the sizes and the optimisation recipe. ``paper`` reproduces the AIR release's runs
+(SPEC 1.4); ``cpu`` is a small model that learns something useful on a 2-core CPU in hours.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from air_interp.config import AIRConfig
+from air_interp.errors import AirInterpError
+
+LR_SCHEDULES = ("constant", "cosine")
+DEVICES = ("auto", "cpu", "cuda")
+TRAIN_DTYPES = ("auto", "float32", "bfloat16")
+# Measured by benchmarks/train_step.py (docs/training.md): on a CPU without AMX or AVX512-BF16,
+# bf16 matmuls are emulated and slower than fp32, so fp32 is the CPU default.
+CPU_DEFAULT_DTYPE = "float32"
+# The paper trains Sudoku on 1,000 puzzles x 1,000 augmentations and mazes without augmentation.
+PAPER_AUGMENTATIONS = {"sudoku": 1000}
+
+# Model sizes of each scale (AIRConfig fields). ``paper`` is the AIRConfig default.
+SCALE_MODELS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "cpu": dict(d_model=128, n_heads=4, n_layers=2, puzzle_emb_ndim=128, halt_max_steps=8),
+}
+# Recipe of each scale (TrainConfig fields).
+SCALE_RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "cpu": dict(global_batch_size=64, epochs=4000, lr=1e-3, lr_warmup_steps=200, weight_decay=0.1,
+                puzzle_emb_lr=1e-3, puzzle_emb_weight_decay=0.1, eval_interval=500, augmentations=8),
+}
+SCALES = tuple(SCALE_MODELS)
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Defaults are the paper's recipe (scale ``paper``)."""
+
+    variant: str = "Lx_H"
+    data: str = ""
+    scale: str = "paper"
+    model: dict[str, Any] = field(default_factory=dict)  # AIRConfig overrides on top of the scale
+    # Length: ``steps`` wins over ``epochs``; an epoch is one example of every training puzzle
+    # (a random augmentation of it), as in the public code.
+    epochs: int = 20000
+    steps: Optional[int] = None
+    augmentations: Optional[int] = None  # None: the paper's (1000 for Sudoku, 0 for mazes)
+    global_batch_size: int = 768
+    # Optimisation
+    lr: float = 1e-4
+    lr_warmup_steps: int = 2000
+    lr_schedule: str = "constant"
+    lr_min_ratio: float = 1.0  # cosine decays to lr * lr_min_ratio
+    beta1: float = 0.9
+    beta2: float = 0.95
+    weight_decay: float = 1.0
+    puzzle_emb_lr: float = 1e-4
+    puzzle_emb_weight_decay: float = 1.0
+    no_act_continue: bool = False  # TRM: halt on q_halt > 0, no Q-continue target or loss
+    ema: float = 0.0  # EMA decay of the weights used for evaluation and checkpoints; 0 = off
+    # Evaluation, checkpoints, logging
+    eval_interval: int = 2000  # in epochs, as the paper counts
+    eval_every: Optional[int] = None  # in steps; overrides eval_interval
+    eval_batch_size: Optional[int] = None  # default: the local training batch
+    checkpoint_every: Optional[int] = None  # in steps; default: every evaluation
+    keep: int = 3
+    log_every: int = 10
+    seed: int = 0
+    # Devices
+    device: str = "auto"
+    dtype: str = "auto"  # forward dtype; auto = bfloat16 on CUDA, CPU_DEFAULT_DTYPE on CPU
+    compile: bool = False
+    tensorboard: bool = False
+    wandb_project: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def for_scale(cls, scale: str, **overrides: Any) -> "TrainConfig":
+        """The recipe of ``scale`` with ``overrides`` on top (model overrides are merged)."""
+        if scale not in SCALES:
+            raise AirInterpError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
+        fields = dict(SCALE_RECIPES[scale], scale=scale)
+        model = dict(overrides.pop("model", None) or {})
+        fields.update(overrides)
+        return cls.from_dict(dict(fields, model=model))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise AirInterpError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        """Raise a one-line AirInterpError for any inconsistent setting."""
+        positive = ("epochs", "global_batch_size", "eval_interval", "keep", "log_every")
+        checks = [(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}") for name in positive]
+        checks += [(getattr(self, name) is None or getattr(self, name) > 0, f"{name} must be > 0")
+                   for name in ("steps", "eval_every", "eval_batch_size", "checkpoint_every")]
+        checks += [
+            (self.scale in SCALES, f"unknown scale {self.scale!r}; use one of {', '.join(SCALES)}"),
+            (self.augmentations is None or self.augmentations >= 0, "augmentations must be >= 0"),
+            (self.lr > 0 and self.puzzle_emb_lr >= 0, "lr must be > 0 and puzzle_emb_lr >= 0"),
+            (self.lr_warmup_steps >= 0, "lr_warmup_steps must be >= 0"),
+            (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
+            (0 <= self.lr_min_ratio <= 1, "lr_min_ratio must lie in [0, 1]"),
+            (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must lie in [0, 1)"),
+            (self.weight_decay >= 0 and self.puzzle_emb_weight_decay >= 0, "weight decays must be >= 0"),
+            (0 <= self.ema < 1, f"ema (a decay) must lie in [0, 1), got {self.ema}"),
+            (self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}"),
+            (self.dtype in TRAIN_DTYPES, f"dtype must be one of {TRAIN_DTYPES}, got {self.dtype!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise AirInterpError(message)
+
+    # ---- derived -------------------------------------------------------------------------
+    def augmentations_for(self, task: str) -> int:
+        if self.augmentations is not None:
+            return self.augmentations
+        return PAPER_AUGMENTATIONS.get(task, 0)
+
+    def total_steps(self, n_puzzles: int) -> int:
+        """``steps``, or ``epochs`` x puzzles / batch (at least 1)."""
+        if self.steps is not None:
+            return self.steps
+        return max(1, self.epochs * n_puzzles // self.global_batch_size)
+
+    def eval_period(self, n_puzzles: int) -> int:
+        """Steps between evaluations."""
+        if self.eval_every is not None:
+            return self.eval_every
+        return max(1, self.eval_interval * n_puzzles // self.global_batch_size)
+
+    def forward_dtype(self, device_type: str) -> str:
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if device_type == "cuda" else CPU_DEFAULT_DTYPE
+
+    def model_config(self, task: str, device_type: str = "cpu") -> AIRConfig:
+        """The AIRConfig of this run: the variant, the scale's sizes, then ``model`` overrides.
+
+        A model override of ``d_model`` without ``puzzle_emb_ndim`` keeps the paper's convention
+        puzzle_emb_ndim = d_model (one puzzle-embedding position). Every dataset here has one
+        puzzle identifier, as in the public Sudoku and maze data.
+        """
+        fields = dict(SCALE_MODELS[self.scale])
+        fields.update(self.model)
+        if "d_model" in self.model and "puzzle_emb_ndim" not in self.model:
+            fields["puzzle_emb_ndim"] = self.model["d_model"]
+        fields.setdefault("forward_dtype", self.forward_dtype(device_type))
+        fields.setdefault("num_puzzle_identifiers", 1)
+        return AIRConfig.preset(self.variant, task=task, **fields)

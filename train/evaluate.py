@@ -1,0 +1,89 @@
+"""Evaluation as the paper reports it: every test puzzle runs halt_max_steps ACT segments.
+
+Exact accuracy (whole grid right) and cell accuracy are read after the last segment. The
+Q-halting statistics say what adaptive halting would have given: the segment where the Q head
+first says "halt" (q_halt > q_continue, or q_halt > 0 under ``no_act_continue``), the accuracy of
+the prediction there, and whether the final q_halt sign predicts correctness. Exact accuracy
+after each segment is reported too.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from air_interp.data.dataset import Split
+from air_interp.model import HookedAIR
+
+from .data import make_batch
+from .loss import IGNORE_LABEL
+
+
+def _segment_stats(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(exactly right, fraction of supervised cells right) per row."""
+    mask = labels != IGNORE_LABEL
+    correct = (mask & (logits.argmax(-1) == labels)).sum(-1)
+    counts = mask.sum(-1)
+    return correct == counts, correct / counts.clamp_min(1)
+
+
+@torch.inference_mode()
+def _evaluate_batch(model: HookedAIR, batch: dict[str, torch.Tensor], no_act_continue: bool) -> dict[str, torch.Tensor]:
+    """Summed statistics of one batch (a tensor per name; ``exact_by_step`` has one entry per segment)."""
+    n_steps = model.cfg.halt_max_steps
+    carry = model.initial_carry(batch)
+    exact = []
+    halt_step = torch.zeros_like(batch["inputs"][:, 0])  # 0: the Q head has not said "halt" yet
+    halted_exact = torch.zeros_like(halt_step, dtype=torch.bool)
+    for step in range(1, n_steps + 1):
+        carry, out = model.act_step(carry, batch)
+        seq_exact, cells = _segment_stats(out["logits"], batch["labels"])
+        exact.append(seq_exact)
+        q_halt = out["q_halt_logits"]
+        says_halt = q_halt > 0 if no_act_continue else q_halt > out["q_continue_logits"]
+        first = (halt_step == 0) & (says_halt | (step == n_steps))
+        halt_step = torch.where(first, step, halt_step)
+        halted_exact = torch.where(first, seq_exact, halted_exact)
+    final = exact[-1]
+    return {
+        "count": torch.tensor(float(len(final)), device=final.device),
+        "exact_accuracy": final.sum().float(),
+        "accuracy": cells.sum().float(),
+        "q_halt_accuracy": ((q_halt >= 0) == final).sum().float(),
+        "halt_step": halt_step.sum().float(),
+        "halted_exact_accuracy": halted_exact.sum().float(),
+        "exact_by_step": torch.stack([e.sum().float() for e in exact]),
+    }
+
+
+_SCALARS = ("count", "exact_accuracy", "accuracy", "q_halt_accuracy", "halt_step", "halted_exact_accuracy")
+
+
+def evaluate(model: HookedAIR, split: Split, batch_size: int = 256, no_act_continue: bool = False,
+             rank: int = 0, world_size: int = 1) -> dict[str, Any]:
+    """Metrics over the whole ``split``: averages per puzzle, ``count`` puzzles.
+
+    Each rank takes a contiguous shard and the sums are all-reduced, so every rank returns the
+    metrics of the whole split.
+    """
+    was_training = model.training
+    model.eval()
+    rows = np.array_split(np.arange(len(split)), world_size)[rank]
+    totals = torch.zeros(len(_SCALARS) + model.cfg.halt_max_steps, dtype=torch.float64, device=model.device)
+    try:
+        for start in range(0, len(rows), batch_size):
+            stats = _evaluate_batch(model, make_batch(split, rows[start:start + batch_size], model.device),
+                                    no_act_continue)
+            totals += torch.cat([torch.stack([stats[k] for k in _SCALARS]), stats["exact_by_step"]]).double()
+    finally:
+        model.train(was_training)
+    if world_size > 1:
+        dist.all_reduce(totals)
+    values = totals.cpu().numpy()
+    count = max(values[0], 1.0)
+    result: dict[str, Any] = {"count": int(values[0])}
+    result.update({name: float(v / count) for name, v in zip(_SCALARS[1:], values[1:len(_SCALARS)])})
+    result["exact_by_step"] = [float(v / count) for v in values[len(_SCALARS):]]
+    return result

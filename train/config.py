@@ -75,6 +75,7 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"  # forward dtype; auto = bfloat16 on CUDA, CPU_DEFAULT_DTYPE on CPU
     compile: bool = False
+    threads: Optional[int] = None  # CPU threads (torch.set_num_threads); default: torch's choice
     tensorboard: bool = False
     wandb_project: Optional[str] = None
 
@@ -113,7 +114,7 @@ class TrainConfig:
         positive = ("epochs", "global_batch_size", "eval_interval", "keep", "log_every")
         checks = [(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}") for name in positive]
         checks += [(getattr(self, name) is None or getattr(self, name) > 0, f"{name} must be > 0")
-                   for name in ("steps", "eval_every", "eval_batch_size", "checkpoint_every")]
+                   for name in ("steps", "eval_every", "eval_batch_size", "checkpoint_every", "threads")]
         checks += [
             (self.scale in SCALES, f"unknown scale {self.scale!r}; use one of {', '.join(SCALES)}"),
             (self.augmentations is None or self.augmentations >= 0, "augmentations must be >= 0"),

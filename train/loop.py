@@ -92,6 +92,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> None:
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         checkpoint = self._check_run_dir(resume)
         self.dist = setup_distributed(cfg.device)
         if cfg.global_batch_size % self.dist.world_size:

@@ -1,0 +1,180 @@
+"""``air-interp train`` and ``air-interp eval``.
+
+Every field of :class:`TrainConfig` is an option (``--lr``, ``--global-batch-size``, ...), and so
+is every size of the model (``--d-model``, ``--halt-max-steps``, ...); options left out keep the
+scale's value. Heavy imports happen inside the commands so ``--help`` stays quick.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from pathlib import Path
+from typing import Any
+
+from air_interp.config import PRESETS, AIRConfig, variant_fields
+from air_interp.errors import AirInterpError
+
+from .config import SCALES, TrainConfig
+
+# TrainConfig fields with their own option (or none); the rest are generated.
+_HANDLED = ("variant", "data", "scale", "model", "steps", "epochs", "seed")
+# AIRConfig fields a user may override (the variant and the task fix the others).
+MODEL_OPTIONS = ("d_model", "n_heads", "n_layers", "H_layers", "expansion", "pos_encodings", "rope_theta",
+                 "rms_norm_eps", "puzzle_emb_ndim", "H_cycles", "L_cycles", "halt_max_steps", "halt_exploration_prob")
+_ALIASES = {"global_batch_size": ("--batch-size",)}
+_HELP = {
+    "augmentations": "random symmetries added per training puzzle (default: 1000 for Sudoku, 0 for mazes)",
+    "global_batch_size": "examples per optimiser step over all processes",
+    "lr_schedule": "after warm-up: constant (the paper) or cosine down to lr * lr_min_ratio",
+    "no_act_continue": "TRM's halting: q_halt > 0, no Q-continue target (saves one segment per step)",
+    "ema": "EMA decay of the weights used for evaluation and checkpoints (e.g. 0.999; 0 = off)",
+    "eval_interval": "epochs between evaluations (the paper: 2000)",
+    "eval_every": "steps between evaluations (overrides --eval-interval)",
+    "checkpoint_every": "steps between checkpoints (default: at every evaluation)",
+    "keep": "checkpoints kept (the newest)",
+    "dtype": "forward dtype: auto = bfloat16 on CUDA, float32 on CPU (see docs/training.md)",
+    "compile": "torch.compile the ACT step",
+    "threads": "CPU threads (default: one per core; use fewer on a shared machine)",
+    "tensorboard": "also log to TensorBoard (needs the tensorboard package)",
+    "wandb_project": "also log to Weights & Biases (needs the wandb package)",
+}
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_field(group: argparse._ArgumentGroup, name: str, hint: Any, default: Any) -> None:
+    """An option for a dataclass field, typed from its annotation; absent unless given."""
+    kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+    help_text = _HELP.get(name, f"(default: {default})")
+    flags = [_option(name), *_ALIASES.get(name, ())]
+    if kind is bool:
+        group.add_argument(*flags, action="store_true", default=argparse.SUPPRESS, help=help_text)
+    elif typing.get_origin(hint) is typing.Literal:
+        group.add_argument(*flags, choices=typing.get_args(hint), default=argparse.SUPPRESS, help=help_text)
+    else:
+        group.add_argument(*flags, type=kind, default=argparse.SUPPRESS, metavar=name.upper(), help=help_text)
+
+
+def _add_train(commands: Any) -> None:
+    parser = commands.add_parser(
+        "train", help="train a model of the AIR family (or HRM) on a dataset directory",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a model with the AIR paper's recipe (SPEC 1.3-1.4) on CPU or GPUs.\n\n"
+                    f"presets (--preset): {', '.join(PRESETS)}, or any L<n>x_H<m>x name\n"
+                    f"scales (--scale): paper (d=512, 4 layers, batch 768, lr 1e-4, 20k epochs), "
+                    "cpu (d=128, 2 layers, batch 64, lr 1e-3: a 2-core CPU)\n\n"
+                    "Multi-GPU: torchrun --nproc_per_node=N -m air_interp.cli train ... "
+                    "(gloo on CPU, NCCL on GPU).")
+    parser.add_argument("--preset", default="Lx_H", metavar="NAME", help="model variant (default Lx_H, 'AIR')")
+    parser.add_argument("--data", help="dataset directory (air-interp data ...); taken from the run on --resume")
+    parser.add_argument("--out", required=True, help="run directory (config, metrics, checkpoints)")
+    parser.add_argument("--scale", choices=SCALES, default="paper", help="sizes and recipe (default paper)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, default=argparse.SUPPRESS, help="optimiser steps")
+    length.add_argument("--epochs", type=int, default=argparse.SUPPRESS,
+                        help="epochs (one example of each training puzzle per epoch)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    parser.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="seed of everything (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    hints = typing.get_type_hints(TrainConfig)
+    recipe = parser.add_argument_group("recipe and run options")
+    for field in dataclasses.fields(TrainConfig):
+        if field.name not in _HANDLED:
+            _add_field(recipe, field.name, hints[field.name], field.default)
+    model = parser.add_argument_group("model sizes (defaults: the scale's)")
+    model_hints = typing.get_type_hints(AIRConfig)
+    paper = AIRConfig()
+    for name in MODEL_OPTIONS:
+        _add_field(model, name, model_hints[name], f"{getattr(paper, name)} at the paper scale")
+    parser.set_defaults(func=_run_train)
+
+
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
+    from .loop import load_run_config
+
+    given = vars(args)
+    recipe = {f.name: given[f.name] for f in dataclasses.fields(TrainConfig)
+              if f.name not in ("variant", "data", "scale", "model") and f.name in given}
+    if "epochs" in given:
+        recipe["steps"] = None
+    model = {name: given[name] for name in MODEL_OPTIONS if name in given}
+    if args.resume:
+        if model:
+            raise AirInterpError("model sizes cannot change on --resume")
+        return load_run_config(args.out).replace(**recipe)
+    if args.data is None:
+        raise AirInterpError("--data is required (a dataset directory)")
+    variant_fields(args.preset)  # an unknown name fails here, with the list of presets
+    return TrainConfig.for_scale(args.scale, variant=args.preset, data=args.data, model=model, **recipe)
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from .loop import train
+
+    cfg = _config_from_args(args)
+    results = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    if results:
+        print(f"{args.out}: exact accuracy {results['exact_accuracy']:.4f}, cell accuracy "
+              f"{results['accuracy']:.4f} on {results['count']} test puzzles")
+
+
+def _add_eval(commands: Any) -> None:
+    parser = commands.add_parser(
+        "eval", help="exact and cell accuracy of a checkpoint on a test split (halt_max_steps segments)",
+        description="Evaluate a checkpoint as the paper does: every puzzle runs halt_max_steps ACT segments; "
+                    "reports exact accuracy, cell accuracy, accuracy after each segment and Q-halting statistics.")
+    parser.add_argument("checkpoint", help="run directory (its latest checkpoint), checkpoint directory, "
+                                           ".safetensors file or a public step_<N> file")
+    parser.add_argument("--data", required=True, help="dataset directory")
+    parser.add_argument("--split", choices=("test", "train"), default="test")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="forward dtype (default: the checkpoint's)")
+    parser.add_argument("--no-act-continue", action="store_true", help="Q-halting statistics with TRM's rule (q_halt > 0)")
+    parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    parser.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> None:
+    import torch
+
+    from air_interp.checkpoints import load_model
+    from air_interp.data import load_dataset
+    from air_interp.io import atomic_path
+
+    from .checkpoint import resolve_model_path
+    from .evaluate import evaluate
+
+    if args.batch_size <= 0:
+        raise AirInterpError("--batch-size must be > 0")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise AirInterpError("--device cuda: no CUDA device is available")
+    model = load_model(str(resolve_model_path(args.checkpoint)))
+    data = load_dataset(args.data)
+    if (data.task.seq_len, data.task.vocab_size) != (model.cfg.seq_len, model.cfg.vocab_size):
+        raise AirInterpError(f"the checkpoint is a {model.cfg.task} model, {args.data} holds {data.task.name} puzzles")
+    if args.dtype:
+        model.cfg.forward_dtype = args.dtype
+    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    results = evaluate(model.to(device), data.split(args.split), args.batch_size, args.no_act_continue)
+    _print_eval(args.checkpoint, args.split, results)
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _print_eval(checkpoint: str, split: str, results: dict[str, Any]) -> None:
+    print(f"{checkpoint} on {results['count']} {split} puzzles")
+    for name in ("exact_accuracy", "accuracy", "q_halt_accuracy", "halt_step", "halted_exact_accuracy"):
+        print(f"  {name:24s} {results[name]:.4f}")
+    print("  exact accuracy by segment " + " ".join(f"{v:.3f}" for v in results["exact_by_step"]))
+
+
+def add_train_parser(subparsers: Any) -> None:
+    """Register ``train`` and ``eval`` on an argparse sub-parser collection."""
+    _add_train(subparsers)
+    _add_eval(subparsers)

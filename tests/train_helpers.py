@@ -33,3 +33,14 @@ def tiny_recipe(data: Path, **overrides) -> TrainConfig:
                   model=dict(TINY_MODEL))
     fields.update(overrides)
     return TrainConfig.for_scale("cpu", **fields)
+
+
+def ddp_worker(rank: int, world_size: int, port: int, cfg: TrainConfig, run_dir: str) -> None:
+    """One process of a gloo data-parallel run, as torchrun would start it."""
+    import os
+
+    from air_interp.train.loop import train
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    train(cfg, run_dir, progress=False)

@@ -9,14 +9,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 from air_interp.config import PRESETS, AIRConfig, variant_fields
 from air_interp.errors import AirInterpError
 
-from .config import SCALES, TrainConfig
+from .config import SCALE_MODELS, SCALES, TrainConfig
 
 # TrainConfig fields with their own option (or none); the rest are generated.
 _HANDLED = ("variant", "data", "scale", "model", "steps", "epochs", "seed")
@@ -67,12 +68,12 @@ def _add_train(commands: Any) -> None:
                     f"presets (--preset): {', '.join(PRESETS)}, or any L<n>x_H<m>x name\n"
                     f"scales (--scale): paper (d=512, 4 layers, batch 768, lr 1e-4, 20k epochs), "
                     "cpu (d=128, 2 layers, batch 64, lr 1e-3: a 2-core CPU)\n\n"
-                    "Multi-GPU: torchrun --nproc_per_node=N -m air_interp.cli train ... "
+                    "Multi-GPU: torchrun --nproc_per_node=N -m air_interp.train.cli train ... "
                     "(gloo on CPU, NCCL on GPU).")
-    parser.add_argument("--preset", default="Lx_H", metavar="NAME", help="model variant (default Lx_H, 'AIR')")
+    parser.add_argument("--preset", metavar="NAME", help="model variant (default Lx_H, 'AIR')")
     parser.add_argument("--data", help="dataset directory (air-interp data ...); taken from the run on --resume")
     parser.add_argument("--out", required=True, help="run directory (config, metrics, checkpoints)")
-    parser.add_argument("--scale", choices=SCALES, default="paper", help="sizes and recipe (default paper)")
+    parser.add_argument("--scale", choices=SCALES, help="sizes and recipe (default paper)")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--steps", type=int, default=argparse.SUPPRESS, help="optimiser steps")
     length.add_argument("--epochs", type=int, default=argparse.SUPPRESS,
@@ -103,13 +104,23 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
         recipe["steps"] = None
     model = {name: given[name] for name in MODEL_OPTIONS if name in given}
     if args.resume:
-        if model:
-            raise AirInterpError("model sizes cannot change on --resume")
-        return load_run_config(args.out).replace(**recipe)
+        return _resumed_config(load_run_config(args.out), args, model).replace(**recipe)
     if args.data is None:
         raise AirInterpError("--data is required (a dataset directory)")
-    variant_fields(args.preset)  # an unknown name fails here, with the list of presets
-    return TrainConfig.for_scale(args.scale, variant=args.preset, data=args.data, model=model, **recipe)
+    variant = args.preset or "Lx_H"
+    variant_fields(variant)  # an unknown name fails here, with the list of presets
+    return TrainConfig.for_scale(args.scale or "paper", variant=variant, data=args.data, model=model, **recipe)
+
+
+def _resumed_config(stored: TrainConfig, args: argparse.Namespace, model: dict[str, Any]) -> TrainConfig:
+    """The stored config; the variant, scale and model sizes may be repeated but not changed."""
+    sizes = dict(SCALE_MODELS[stored.scale], **stored.model)
+    changed = [name for name, value in model.items() if sizes.get(name, value) != value]
+    changed += [f"--{name}" for name, value in (("preset", args.preset), ("scale", args.scale))
+                if value is not None and value != getattr(stored, "variant" if name == "preset" else name)]
+    if changed:
+        raise AirInterpError(f"--resume continues the stored run; it cannot change {', '.join(changed)}")
+    return stored.replace(data=args.data) if args.data else stored
 
 
 def _run_train(args: argparse.Namespace) -> None:
@@ -178,3 +189,21 @@ def add_train_parser(subparsers: Any) -> None:
     """Register ``train`` and ``eval`` on an argparse sub-parser collection."""
     _add_train(subparsers)
     _add_eval(subparsers)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python -m air_interp.train.cli train|eval ...``: the two commands on their own (also
+    usable under ``torchrun`` before they are wired into ``air-interp``)."""
+    parser = argparse.ArgumentParser(prog="air-interp")
+    add_train_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except AirInterpError as err:
+        print(f"air-interp: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -186,7 +186,7 @@ class Trainer:
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             flat = torch.cat([g.reshape(-1) for g in grads] + [used])
             dist.all_reduce(flat)
-            for grad, part in zip(grads, flat.split([g.numel() for g in grads])):
+            for grad, part in zip(grads, flat[:-used.numel()].split([g.numel() for g in grads])):
                 grad.copy_(part.view_as(grad))
             used = flat[-used.numel():]
         return used.nonzero().squeeze(-1)
@@ -329,6 +329,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
 def load_run_config(run_dir: str | Path) -> TrainConfig:
     """The TrainConfig a run directory was started with."""
     path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise AirInterpError(f"{run_dir}: no run to resume (no {CONFIG_FILE})")
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:

@@ -1,0 +1,247 @@
+"""Training runs end to end: learning, exact resume, data parallelism, safe checkpoints, the CLI."""
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from air_interp.checkpoints import load_model
+from air_interp.config import PRESETS
+from air_interp.errors import AirInterpError
+from air_interp.train import checkpoint as checkpoint_module
+from air_interp.train.checkpoint import latest_checkpoint, read_state
+from air_interp.train.cli import add_train_parser, main
+from air_interp.train.loop import Trainer, train
+from train_helpers import ddp_worker, shift_task, tiny_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The machine is shared: one thread avoids OpenMP spinning against other processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def shift_data(tmp_path_factory) -> Path:
+    return shift_task(tmp_path_factory.mktemp("data") / "shift")
+
+
+def records(run: Path, kind: str) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(latest_checkpoint(run) / "model.safetensors"))
+
+
+def assert_bit_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_loss_falls_and_exact_accuracy_rises(shift_data, tmp_path):
+    cfg = tiny_recipe(shift_data, steps=60, global_batch_size=32, log_every=10, eval_every=30)
+    final = train(cfg, tmp_path / "run", progress=False)
+    logged = records(tmp_path / "run", "train")
+    assert logged[-1]["lm_loss"] < 0.5 * logged[0]["lm_loss"]
+    assert logged[0]["exact_accuracy"] < 0.5 and final["exact_accuracy"] > 0.9
+    assert {"lr", "tokens_per_s", "steps_per_s", "q_halt_loss", "q_continue_loss"} <= logged[0].keys()
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["model"]["d_model"] == 32 and config["train"]["steps"] == 60 and config["total_steps"] == 60
+    model = load_model(str(tmp_path / "run" / "latest" / "model.safetensors"))
+    assert model.cfg.task == "maze4"
+
+
+RESUME = dict(steps=8, checkpoint_every=3, ema=0.9, model=dict(d_model=32, n_heads=2, n_layers=1, halt_max_steps=3,
+                                                                halt_exploration_prob=0.5))
+
+
+def test_interrupted_and_resumed_run_is_bit_identical(shift_data, tmp_path, monkeypatch):
+    cfg = tiny_recipe(shift_data, **RESUME)
+    train(cfg, tmp_path / "straight", progress=False)
+
+    original = Trainer.train_step
+
+    def dies_at_step_5(self):
+        if self.step == 4:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "train_step", dies_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "killed", progress=False)
+    assert latest_checkpoint(tmp_path / "killed").name == "step_00000003"
+    monkeypatch.setattr(Trainer, "train_step", original)
+    train(cfg, tmp_path / "killed", resume=True, progress=False)
+
+    assert_bit_identical(weights(tmp_path / "straight"), weights(tmp_path / "killed"))
+    straight, resumed = (read_state(latest_checkpoint(tmp_path / r)) for r in ("straight", "killed"))
+    assert_bit_identical(straight["model"], resumed["model"])
+    for key in ("z_H", "z_L", "steps", "halted"):
+        assert torch.equal(straight["ranks"][0]["carry"][key], resumed["ranks"][0]["carry"][key])
+    assert [r["step"] for r in records(tmp_path / "killed", "train")] == [2, 4, 6, 8]
+
+
+@pytest.mark.slow
+def test_sigkilled_cli_run_resumes_bit_identical(shift_data, tmp_path):
+    """A real SIGKILL at an arbitrary moment, through the command line."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def command(out: str, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "air_interp.train.cli", "train", "--scale", "cpu", "--data", str(shift_data),
+                "--out", str(tmp_path / out), "--steps", "40", "--checkpoint-every", "5", "--global-batch-size", "8",
+                "--augmentations", "0", "--d-model", "32", "--n-heads", "2", "--n-layers", "1",
+                "--halt-max-steps", "3", "--threads", "1", "--no-progress", *extra]
+
+    subprocess.run(command("straight"), check=True, env=env, capture_output=True)
+    victim = subprocess.Popen(command("killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while latest_checkpoint(tmp_path / "killed") is None and victim.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    subprocess.run(command("killed", "--resume"), check=True, env=env, capture_output=True)
+    assert_bit_identical(weights(tmp_path / "straight"), weights(tmp_path / "killed"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_gloo_equals_one_process_on_the_whole_batch(shift_data, tmp_path):
+    model = dict(d_model=32, n_heads=2, n_layers=1, halt_max_steps=3, halt_exploration_prob=0.0)
+    cfg = tiny_recipe(shift_data, steps=3, global_batch_size=16, model=model, eval_batch_size=16)
+    single = train(cfg, tmp_path / "single", progress=False)
+    mp.spawn(ddp_worker, args=(2, free_port(), cfg, str(tmp_path / "ddp")), nprocs=2, join=True)
+    one, two = weights(tmp_path / "single"), weights(tmp_path / "ddp")
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5, msg=key)
+    assert not torch.equal(one["lm_head.weight"], load_model_init(cfg)["lm_head.weight"])
+    state = read_state(latest_checkpoint(tmp_path / "ddp"))
+    assert state["world_size"] == 2 and len(state["ranks"]) == 2 and state["ranks"][1]["carry"]["z_H"].shape[0] == 8
+    assert records(tmp_path / "ddp", "eval")[-1]["count"] == 32 == single["count"]
+
+
+def load_model_init(cfg) -> dict[str, torch.Tensor]:
+    from air_interp.model import HookedAIR
+
+    torch.manual_seed(cfg.seed)
+    return HookedAIR(cfg.model_config("maze4")).state_dict()
+
+
+def test_killed_save_leaves_latest_intact(shift_data, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    train(tiny_recipe(shift_data, steps=3), run, progress=False)
+    before = latest_checkpoint(run)
+    trainer = Trainer(tiny_recipe(shift_data, steps=4), run, resume=True, progress=False)
+    trainer.train_step()
+
+    def dies_mid_write(obj, path):
+        Path(path).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", dies_mid_write)
+    with pytest.raises(OSError):
+        trainer.save()
+    trainer.close()
+    assert latest_checkpoint(run) == before and read_state(before)["step"] == 3
+    assert load_model(str(run / "latest" / "model.safetensors")).cfg.d_model == 32
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_00000003"]
+
+
+def test_keep_prunes_old_checkpoints(shift_data, tmp_path):
+    train(tiny_recipe(shift_data, steps=5, checkpoint_every=1, keep=2), tmp_path / "run", progress=False)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_00000004", "step_00000005"]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_trains_one_step(shift_data, tmp_path, preset):
+    final = train(tiny_recipe(shift_data, steps=1, variant=preset), tmp_path / preset, progress=False)
+    assert final["count"] == 32
+    assert load_model(str(tmp_path / preset / "latest" / "model.safetensors")).cfg.variant == preset
+
+
+def test_trains_on_shipped_sudoku_with_augmentation(tmp_path):
+    cfg = tiny_recipe(REPO / "data" / "sudoku-hard", steps=2, augmentations=2, no_act_continue=True,
+                      eval_batch_size=500)
+    final = train(cfg, tmp_path / "run", progress=False)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train_examples"] == 3000 and config["train_puzzles"] == 1000 and final["count"] == 1000
+
+
+# ---- the command line ----------------------------------------------------------------------------
+
+def run_cli(*argv: str):
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+TINY_CLI = ("--scale", "cpu", "--augmentations", "0", "--global-batch-size", "8", "--d-model", "32", "--n-heads", "2",
+            "--n-layers", "1", "--halt-max-steps", "2", "--threads", "1", "--no-progress")
+
+
+def test_cli_train_resume_and_eval(shift_data, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    run_cli("train", "--preset", "L2x_Hx", "--data", str(shift_data), "--out", out, "--steps", "2", *TINY_CLI)
+    run_cli("train", "--out", out, "--resume", "--steps", "4", "--no-progress")
+    assert read_state(latest_checkpoint(Path(out)))["step"] == 4
+    run_cli("eval", out, "--data", str(shift_data), "--json", str(tmp_path / "eval.json"))
+    printed = capsys.readouterr().out
+    assert "exact_accuracy" in printed and "exact accuracy by segment" in printed
+    assert json.loads((tmp_path / "eval.json").read_text())["count"] == 32
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--preset", "L9_Q"), "unknown variant"),
+    (("--d-model", "33"), "multiple of n_heads"),
+    (("--lr", "-1"), "lr must be > 0"),
+    (("--lr-schedule", "linear"), "lr_schedule must be one of"),
+    (("--data", "/nonexistent"), "not a dataset directory"),
+    (("--resume",), "no run to resume"),
+])
+def test_cli_train_errors(shift_data, tmp_path, argv, message):
+    base = ["train", "--data", str(shift_data), "--out", str(tmp_path / "run"), "--steps", "1", *TINY_CLI]
+    with pytest.raises(AirInterpError, match=message):
+        run_cli(*base, *argv)
+
+
+def test_cli_refuses_to_overwrite_a_run_and_eval_mismatch(shift_data, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    args = ("train", "--data", str(shift_data), "--out", out, "--steps", "1", *TINY_CLI)
+    run_cli(*args)
+    assert main(list(args)) == 2 and "already holds a run" in capsys.readouterr().err
+    with pytest.raises(AirInterpError, match="holds"):
+        run_cli("eval", out, "--data", str(REPO / "data" / "maze-15"))
+    with pytest.raises(AirInterpError, match="no such checkpoint"):
+        run_cli("eval", str(tmp_path / "nothing"), "--data", str(shift_data))
+    with pytest.raises(SystemExit):
+        run_cli("train", "--out", out, "--steps", "1", "--epochs", "1")
+
+
+def test_cli_resume_cannot_change_the_model(shift_data, tmp_path):
+    out = str(tmp_path / "run")
+    run_cli("train", "--data", str(shift_data), "--out", out, "--steps", "1", *TINY_CLI)
+    with pytest.raises(AirInterpError, match="cannot change d_model"):
+        run_cli("train", "--out", out, "--resume", "--steps", "2", "--d-model", "64")
+    with pytest.raises(AirInterpError, match="cannot change --preset"):
+        run_cli("train", "--out", out, "--resume", "--steps", "2", "--preset", "hrm")

@@ -208,7 +208,7 @@ def export_official(model: HookedAIR, run_dir: PathLike, step: int = 0, compiled
     else:
         name = f"air.air_1net_{_public_variant_name(cfg)}@AIR"
     arch = {theirs: getattr(cfg, ours) for theirs, ours in _ARCH_FIELDS.items()}
-    arch.update(name=name, L_layers=cfg.n_layers, H_layers=cfg.layers_of("H"), halt_exploration_prob=cfg.halt_exploration_prob,
+    arch.update(name=name, L_layers=cfg.n_layers, H_layers=cfg.layers_of("H"),
                 loss={"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"})
     prefix = _COMPILED_PREFIX if compiled_prefix else ""
     state = {}
@@ -231,8 +231,7 @@ def _public_variant_name(cfg: AIRConfig) -> str:
              "L2x_H2x_token_addition": "L2x_H2x_input_token_addition",
              "L2x_H2x_token_prepend": "L2x_H2x_input_token_prepend",
              "L2x_H2x_token_prepend_persist": "L2x_H2x_input_token_prepend_no_strip"}
-    name = cfg.default_variant_name()
-    return names.get(name, name)
+    return names.get(cfg.variant, cfg.variant)
 
 
 # ---- entry points ------------------------------------------------------------------------------

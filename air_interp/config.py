@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import AirInterpError
@@ -108,12 +108,9 @@ class AIRConfig:
     halt_max_steps: int = 16
     halt_exploration_prob: float = 0.1
     forward_dtype: str = "bfloat16"
-    variant: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         self.validate()
-        if not self.variant:
-            self.variant = self.default_variant_name()
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -126,7 +123,6 @@ class AIRConfig:
         spec = get_task(task)
         fields = dict(task=task, vocab_size=spec.vocab_size, seq_len=spec.seq_len)
         fields.update(variant_fields(name))
-        fields.update(variant=name)
         fields.update(overrides)
         return cls.from_dict(fields)
 
@@ -194,7 +190,8 @@ class AIRConfig:
             return self.H_layers or self.n_layers
         return self.n_layers
 
-    def default_variant_name(self) -> str:
+    @property
+    def variant(self) -> str:
         """The paper's name of this configuration (``Lx_H``, ``gx_linear``, ``hrm``, ...)."""
         if self.arch == "hrm":
             return "hrm"
@@ -228,7 +225,6 @@ class AIRConfig:
             (self.operator == "add" or self.level_token == "none", "operator forms and level tokens do not combine"),
             (self.arch == "air" or (self.operator, self.level_token, self.n_L, self.n_H) == ("add", "none", 1, 0),
              "the HRM baseline has the fixed (1, 0) wiring with no operator or level token"),
-            (self.arch == "air" or self.H_layers is None or self.H_layers > 0, "H_layers must be > 0"),
         ]
         for ok, message in checks:
             if not ok:

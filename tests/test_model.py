@@ -43,12 +43,13 @@ def test_schedule_follows_cycles():
 def test_free_injection_counts_parse():
     cfg = AIRConfig.preset("L3x_H2x", d_model=32, n_heads=4)
     assert (cfg.n_L, cfg.n_H, cfg.variant) == (3, 2, "L3x_H2x")
-    assert AIRConfig.preset("L_H").default_variant_name() == "L_H"
+    assert AIRConfig.preset("L_H").variant == "L_H"
+    assert AIRConfig.preset("had_prod").variant == "hadamard"  # the public release's name
 
 
 def test_injection_count_changes_the_computation():
     base = tiny_model("Lx_H")
-    other = HookedAIR(base.cfg.replace(n_L=2, variant="")).eval()
+    other = HookedAIR(base.cfg.replace(n_L=2)).eval()
     other.load_state_dict(base.state_dict())
     batch = random_batch(base)
     assert not torch.allclose(base(batch), other(batch))

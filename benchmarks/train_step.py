@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from air_interp.train.config import TrainConfig
 from air_interp.train.loop import Trainer
 

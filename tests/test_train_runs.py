@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from safetensors.torch import load_file
-
-from air_interp.checkpoints import load_model
-from air_interp.config import PRESETS
-from air_interp.errors import AirInterpError
 from air_interp.train import checkpoint as checkpoint_module
 from air_interp.train.checkpoint import latest_checkpoint, read_state
 from air_interp.train.cli import add_train_parser, main
 from air_interp.train.loop import Trainer, train
+from safetensors.torch import load_file
 from train_helpers import ddp_worker, shift_task, tiny_recipe
+
+from air_interp.checkpoints import load_model
+from air_interp.config import PRESETS
+from air_interp.errors import AirInterpError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,6 @@ import numpy as np
 import pytest
 import torch
 from adam_atan2_pytorch import AdamAtan2
-
-from air_interp.errors import AirInterpError
 from air_interp.train.act import train_act_step
 from air_interp.train.config import TrainConfig
 from air_interp.train.data import GroupSampler
@@ -14,7 +12,9 @@ from air_interp.train.evaluate import evaluate
 from air_interp.train.loss import act_loss, stablemax_cross_entropy
 from air_interp.train.optim import EMA, SparseSignSGD, build_optimizers, lr_at
 from conftest import tiny_model
+
 from air_interp.data.dataset import Split
+from air_interp.errors import AirInterpError
 
 
 @pytest.fixture(autouse=True)

@@ -4,10 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from air_interp.train.config import TrainConfig
 
 from air_interp.data.dataset import Dataset, Split, make_manifest, save_dataset
 from air_interp.tasks import get_task
-from air_interp.train.config import TrainConfig
 
 TINY_MODEL = dict(d_model=32, n_heads=2, n_layers=1, halt_max_steps=2)
 

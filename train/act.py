@@ -8,7 +8,7 @@ when q_halt > 0. The model has no switch for it, so here the model's step runs i
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 

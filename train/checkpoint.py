@@ -17,8 +17,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 
@@ -57,7 +58,7 @@ def _point_latest(run_dir: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
-def latest_checkpoint(run_dir: Path) -> Optional[Path]:
+def latest_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint ``latest`` points to, or None when the run has none."""
     link = run_dir / LATEST
     if not link.is_symlink():

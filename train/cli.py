@@ -11,8 +11,9 @@ import dataclasses
 import json
 import sys
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from air_interp.config import PRESETS, AIRConfig, variant_fields
 from air_interp.errors import AirInterpError
@@ -191,7 +192,7 @@ def add_train_parser(subparsers: Any) -> None:
     _add_eval(subparsers)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m air_interp.train.cli train|eval ...``: the two commands on their own (also
     usable under ``torchrun`` before they are wired into ``air-interp``)."""
     parser = argparse.ArgumentParser(prog="air-interp")

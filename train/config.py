@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from air_interp.config import AIRConfig
 from air_interp.errors import AirInterpError
@@ -48,8 +48,8 @@ class TrainConfig:
     # Length: ``steps`` wins over ``epochs``; an epoch is one example of every training puzzle
     # (a random augmentation of it), as in the public code.
     epochs: int = 20000
-    steps: Optional[int] = None
-    augmentations: Optional[int] = None  # None: the paper's (1000 for Sudoku, 0 for mazes)
+    steps: int | None = None
+    augmentations: int | None = None  # None: the paper's (1000 for Sudoku, 0 for mazes)
     global_batch_size: int = 768
     # Optimisation
     lr: float = 1e-4
@@ -65,9 +65,9 @@ class TrainConfig:
     ema: float = 0.0  # EMA decay of the weights used for evaluation and checkpoints; 0 = off
     # Evaluation, checkpoints, logging
     eval_interval: int = 2000  # in epochs, as the paper counts
-    eval_every: Optional[int] = None  # in steps; overrides eval_interval
-    eval_batch_size: Optional[int] = None  # default: the local training batch
-    checkpoint_every: Optional[int] = None  # in steps; default: every evaluation
+    eval_every: int | None = None  # in steps; overrides eval_interval
+    eval_batch_size: int | None = None  # default: the local training batch
+    checkpoint_every: int | None = None  # in steps; default: every evaluation
     keep: int = 3
     log_every: int = 10
     seed: int = 0
@@ -75,15 +75,15 @@ class TrainConfig:
     device: str = "auto"
     dtype: str = "auto"  # forward dtype; auto = bfloat16 on CUDA, CPU_DEFAULT_DTYPE on CPU
     compile: bool = False
-    threads: Optional[int] = None  # CPU threads (torch.set_num_threads); default: torch's choice
+    threads: int | None = None  # CPU threads (torch.set_num_threads); default: torch's choice
     tensorboard: bool = False
-    wandb_project: Optional[str] = None
+    wandb_project: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
 
     @classmethod
-    def for_scale(cls, scale: str, **overrides: Any) -> "TrainConfig":
+    def for_scale(cls, scale: str, **overrides: Any) -> TrainConfig:
         """The recipe of ``scale`` with ``overrides`` on top (model overrides are merged)."""
         if scale not in SCALES:
             raise AirInterpError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
@@ -93,7 +93,7 @@ class TrainConfig:
         return cls.from_dict(dict(fields, model=model))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -106,7 +106,7 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:

@@ -18,7 +18,7 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -73,14 +73,14 @@ def setup_distributed(device: str) -> Distributed:
     return Distributed(rank, world_size, torch_device, owns)
 
 
-def _carry_state(carry: Optional[ACTCarry]) -> Optional[dict[str, Any]]:
+def _carry_state(carry: ACTCarry | None) -> dict[str, Any] | None:
     if carry is None:
         return None
     state = {name: getattr(carry, name).cpu() for name in ("z_H", "z_L", "steps", "halted")}
     return dict(state, data={k: v.cpu() for k, v in carry.data.items()})
 
 
-def _carry_from_state(state: Optional[dict[str, Any]], device: torch.device) -> Optional[ACTCarry]:
+def _carry_from_state(state: dict[str, Any] | None, device: torch.device) -> ACTCarry | None:
     if state is None:
         return None
     tensors = {name: state[name].to(device) for name in ("z_H", "z_L", "steps", "halted")}
@@ -116,13 +116,13 @@ class Trainer:
         self._act_step = torch.compile(self.model.act_step) if cfg.compile else self.model.act_step
         if checkpoint is not None:
             self._restore(checkpoint)
-        self.log: Optional[MetricsLog] = None
+        self.log: MetricsLog | None = None
         if self.dist.is_main:
             self._write_config()
             self.log = MetricsLog(self.run_dir, self.step, cfg.tensorboard, cfg.wandb_project, self.resolved_config())
 
     # ---- set-up ---------------------------------------------------------------------------
-    def _check_run_dir(self, resume: bool) -> Optional[Path]:
+    def _check_run_dir(self, resume: bool) -> Path | None:
         latest = latest_checkpoint(self.run_dir)
         if resume and latest is None:
             raise AirInterpError(f"--resume: {self.run_dir} has no checkpoint to resume from")
@@ -203,7 +203,7 @@ class Trainer:
         self.model.zero_grad(set_to_none=True)
 
     # ---- the loop -------------------------------------------------------------------------
-    def run(self, stop_at: Optional[int] = None) -> dict[str, Any]:
+    def run(self, stop_at: int | None = None) -> dict[str, Any]:
         """Train to the end (or to step ``stop_at``); evaluate and checkpoint on schedule and at the
         end. Returns the last evaluation's metrics."""
         last = min(self.total_steps, stop_at or self.total_steps)
@@ -317,7 +317,7 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
-          stop_at: Optional[int] = None) -> dict[str, Any]:
+          stop_at: int | None = None) -> dict[str, Any]:
     """Run (or resume) a training run in ``run_dir``; returns the final evaluation metrics."""
     trainer = Trainer(cfg, run_dir, resume=resume, progress=progress)
     try:

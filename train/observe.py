@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from air_interp.errors import AirInterpError
 
@@ -18,7 +18,7 @@ class MetricsLog:
     """Append-only metrics of rank 0. Each record has ``kind`` ("train" or "eval") and ``step``."""
 
     def __init__(self, run_dir: Path, resume_step: int, tensorboard: bool = False,
-                 wandb_project: Optional[str] = None, config: Optional[dict[str, Any]] = None) -> None:
+                 wandb_project: str | None = None, config: dict[str, Any] | None = None) -> None:
         self.path = run_dir / METRICS_FILE
         _truncate_after(self.path, resume_step)
         self._file = self.path.open("a")
@@ -60,7 +60,7 @@ def _tensorboard_writer(log_dir: Path):
     return SummaryWriter(str(log_dir))
 
 
-def _wandb_run(project: str, run_dir: Path, config: Optional[dict[str, Any]]):
+def _wandb_run(project: str, run_dir: Path, config: dict[str, Any] | None):
     try:
         import wandb
     except ImportError:

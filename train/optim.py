@@ -3,8 +3,8 @@ schedule and an exponential moving average of the weights."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Optional
 
 import torch
 from adam_atan2_pytorch import AdamAtan2
@@ -29,7 +29,7 @@ class SparseSignSGD(Optimizer):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
 
     @torch.no_grad()
-    def step(self, closure=None, rows: Optional[torch.Tensor] = None):  # type: ignore[override]
+    def step(self, closure=None, rows: torch.Tensor | None = None):  # type: ignore[override]
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -37,7 +37,6 @@ class SparseSignSGD(Optimizer):
                 used = torch.arange(p.shape[0], device=p.device) if rows is None else rows.unique()
                 updated = p[used] * (1 - group["lr"] * group["weight_decay"]) - group["lr"] * p.grad[used].sign()
                 p[used] = updated
-        return None
 
 
 def lr_at(step: int, base_lr: float, cfg: TrainConfig, total_steps: int) -> float:
@@ -52,7 +51,7 @@ def lr_at(step: int, base_lr: float, cfg: TrainConfig, total_steps: int) -> floa
     return base_lr * (cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * cosine)
 
 
-def build_optimizers(model: nn.Module, cfg: TrainConfig) -> tuple[Optional[SparseSignSGD], AdamAtan2]:
+def build_optimizers(model: nn.Module, cfg: TrainConfig) -> tuple[SparseSignSGD | None, AdamAtan2]:
     """(sign-SGD on the puzzle embedding or None, AdamATan2 on everything else).
 
     AdamATan2 runs at the package defaults a=1.27, b=1 used by the AIR release; the learning rates

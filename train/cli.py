@@ -68,7 +68,7 @@ def _add_train(commands: Any) -> None:
         description="Train a model with the AIR paper's recipe (SPEC 1.3-1.4) on CPU or GPUs.\n\n"
                     f"presets (--preset): {', '.join(PRESETS)}, or any L<n>x_H<m>x name\n"
                     f"scales (--scale): paper (d=512, 4 layers, batch 768, lr 1e-4, 20k epochs), "
-                    "cpu (d=128, 2 layers, batch 64, lr 1e-3: a 2-core CPU)\n\n"
+                    "cpu (d=128, 2 layers, batch 64, lr 1e-3, 250 epochs: a 2-core CPU)\n\n"
                     "Multi-GPU: torchrun --nproc_per_node=N -m air_interp.train.cli train ... "
                     "(gloo on CPU, NCCL on GPU).")
     parser.add_argument("--preset", metavar="NAME", help="model variant (default Lx_H, 'AIR')")

@@ -31,8 +31,8 @@ SCALE_MODELS: dict[str, dict[str, Any]] = {
 # Recipe of each scale (TrainConfig fields).
 SCALE_RECIPES: dict[str, dict[str, Any]] = {
     "paper": {},
-    "cpu": dict(global_batch_size=64, epochs=4000, lr=1e-3, lr_warmup_steps=200, weight_decay=0.1,
-                puzzle_emb_lr=1e-3, puzzle_emb_weight_decay=0.1, eval_interval=500, augmentations=8),
+    "cpu": dict(global_batch_size=64, epochs=250, lr=1e-3, lr_warmup_steps=200, weight_decay=0.1,
+                puzzle_emb_lr=1e-3, puzzle_emb_weight_decay=0.1, eval_interval=50, augmentations=8),
 }
 SCALES = tuple(SCALE_MODELS)
 

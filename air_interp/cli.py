@@ -34,6 +34,7 @@ def _info(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .data.cli import add_data_parser
     from .probes.cli import add_probe_parsers
+    from .train.cli import add_train_parser
 
     parser = argparse.ArgumentParser(
         prog="air-interp",
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_info)
 
     add_probe_parsers(commands)
+    add_train_parser(commands)
     add_data_parser(commands)
     return parser
 

@@ -1,6 +1,6 @@
 """Cost of the hook points: a full evaluation rollout with and without them, and with caches.
 
-    python benchmarks/hook_overhead.py [--d-model 128] [--layers 2] [--batch 32] [--dtype bfloat16]
+    python benchmarks/hook_overhead.py [--d-model 128] [--layers 2] [--batch 16] [--dtype float32] [--threads 1]
 
 Modes (all on the same model and batch, interleaved, median of --repeats):
   no hook points  the ACT wrapper called halt_max_steps times (the training path: no hook points)
@@ -36,7 +36,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     cfg = AIRConfig.preset("Lx_H", d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,

@@ -7,6 +7,7 @@ import torch
 from air_interp import AIRConfig, HookedAIR
 
 FIXTURES = Path(__file__).parent / "data" / "public_checkpoints"
+torch.set_num_threads(1)  # tiny models: one thread is as fast, and never oversubscribes a shared machine
 
 
 def tiny_config(variant: str = "Lx_H", task: str = "sudoku", **overrides) -> AIRConfig:

@@ -7,6 +7,8 @@ from typing import Optional
 
 from air_interp.errors import AirInterpError
 
+from .output import write_table
+
 
 def _add_common(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--data", help="dataset directory (default: the shipped dataset of the model's task)")
@@ -53,22 +55,6 @@ def _steps(text: str, n_steps: int) -> list[int]:
     return steps
 
 
-def _write_table(table, path: Path, markdown: bool = True) -> list[Path]:
-    """Write a table as CSV (and Markdown, for the small summary tables), atomically."""
-    from air_interp.io import atomic_path
-
-    writers = [(".csv", lambda t, p: t.to_csv(p, index=False))]
-    if markdown:
-        writers.append((".md", lambda t, p: Path(p).write_text(t.to_markdown(index=False, floatfmt=".3f"))))
-    written = []
-    for suffix, write in writers:
-        target = path.with_suffix(suffix)
-        with atomic_path(target) as tmp:
-            write(table, tmp)
-        written.append(target)
-    return written
-
-
 def _decode(args: argparse.Namespace) -> None:
     from .decode import decode, plot_decode, render_rollout, summary, write_viewer
 
@@ -83,7 +69,7 @@ def _decode(args: argparse.Namespace) -> None:
     print(render_rollout(result, args.puzzle, steps))
     table = summary(result.table)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    written = _write_table(result.table, out / "decode_table", markdown=False) + _write_table(table, out / "decode_summary")
+    written = write_table(result.table, out / "decode_table", ["csv"]) + write_table(table, out / "decode_summary")
     written += plot_decode(result, args.puzzle, steps, out / f"decode_puzzle{args.puzzle}")
     written.append(write_viewer(result, args.puzzle, out / f"decode_puzzle{args.puzzle}_viewer"))
     print("wrote " + ", ".join(str(p) for p in written))
@@ -107,7 +93,7 @@ def _freeze(args: argparse.Namespace) -> None:
     print(table[["freeze", *shown]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     out = Path(args.out)
     names = "+".join(p.stem for p, _ in loaded)
-    written = _write_table(table, out / "freeze_table") + _write_table(updates, out / "freeze_updates", markdown=False)
+    written = write_table(table, out / "freeze_table") + write_table(updates, out / "freeze_updates", ["csv"])
     written += plot_freeze(updates, out / f"freeze_{args.state}", title=f"{names}, {len(inputs)} puzzles")
     print("wrote " + ", ".join(str(p) for p in written))
 
@@ -132,15 +118,51 @@ def _attention(args: argparse.Namespace) -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     out = Path(args.out)
     layer = args.layer if args.layer is not None else n_layers - 1
-    written = _write_table(table, out / "attention_table") + _write_table(rows, out / "attention_rows", markdown=False)
+    written = write_table(table, out / "attention_table") + write_table(rows, out / "attention_rows", ["csv"])
     written += plot_contrasts(table, out / "attention_contrasts", title=f"{path.stem}: L minus H, {len(inputs)} puzzles")
     written += plot_example(model, inputs, labels, puzzle=0, layer=layer, head=args.head,
                             path=out / f"attention_example_layer{layer}")
     print("wrote " + ", ".join(str(p) for p in written))
 
 
+def _parse_models(specs: list[str]) -> dict[str, Path]:
+    models = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise AirInterpError(f"--model takes NAME=PATH, got {spec!r}")
+        if not Path(path).exists():
+            raise AirInterpError(f"--model {name}: {path}: no such file")
+        models[name] = Path(path)
+    return models
+
+
+def _figures(args: argparse.Namespace) -> None:
+    from .figures import regenerate
+
+    if args.puzzles < 1:
+        raise AirInterpError("--puzzles must be at least 1")
+    sweep = Path(args.sweep) if args.sweep else None
+    manifest = regenerate(Path(args.out), _parse_models(args.model) or None, sweep, args.puzzles, not args.quiet,
+                          args.sweep_puzzles)
+    print(f"wrote the figures and tables listed in {manifest}")
+
+
+def _tables(args: argparse.Namespace) -> None:
+    from .tables import accuracy_rows, find_checkpoints, injection_table, level_token_table
+
+    rows = accuracy_rows(find_checkpoints(Path(args.directory)), Path(args.data) if args.data else None,
+                         args.puzzles, not args.quiet)
+    out = Path(args.out)
+    written = write_table(rows, out / "sweep_accuracy", ["csv"])
+    for name, table in (("injection_table", injection_table(rows)), ("level_token_table", level_token_table(rows))):
+        print(f"{name}:\n{table.to_string(index=False)}\n")
+        written += write_table(table, out / name, ("csv", "md", "tex"))
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
 def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
-    """Register ``decode``, ``freeze`` and ``attention``."""
+    """Register ``decode``, ``freeze``, ``attention``, ``tables`` and ``figures``."""
     decode = commands.add_parser(
         "decode", help="logit-lens the z_H / z_L states of every sub-step (Figures 2-5)",
         description="Run full rollouts and decode z_H and z_L (lm_head argmax) after every sub-step of "
@@ -181,3 +203,28 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     attention.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     _add_common(attention, "figures/attention")
     attention.set_defaults(func=_attention, batch_size=16)
+
+    tables = commands.add_parser(
+        "tables", help="injection-ablation and level-token tables from a directory of checkpoints",
+        description="Evaluate every checkpoint under DIRECTORY (the latest checkpoint of each training run and "
+                    "loose .safetensors files) on its test split; group by variant and task, mean ± std over seeds.")
+    tables.add_argument("directory", help="directory holding checkpoints or training runs")
+    tables.add_argument("--data", help="dataset directory (default: the shipped dataset of each model's task)")
+    tables.add_argument("--puzzles", type=int, help="evaluate on the first N test puzzles only (default all)")
+    tables.add_argument("--out", default="figures", help="output directory (default figures)")
+    tables.add_argument("--quiet", action="store_true", help="no progress bars")
+    tables.set_defaults(func=_tables)
+
+    figures = commands.add_parser(
+        "figures", help="regenerate every figure and table into figures/ (with a manifest)",
+        description="For each named model: decode grids, freeze curves and table, attention contrasts, table and "
+                    "example heatmap; with --sweep the injection and level-token tables. PNG + PDF figures, "
+                    "CSV + Markdown + LaTeX tables, manifest.json. Default: the embedded checkpoints.")
+    figures.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                         help="a named checkpoint (repeatable; default: the embedded defaults)")
+    figures.add_argument("--sweep", help="directory of checkpoints for the injection and level-token tables")
+    figures.add_argument("--puzzles", type=int, default=64, help="test puzzles per model (default 64)")
+    figures.add_argument("--sweep-puzzles", type=int, help="test puzzles per sweep checkpoint (default all)")
+    figures.add_argument("--out", default="figures", help="output directory (default figures)")
+    figures.add_argument("--quiet", action="store_true", help="no progress bars")
+    figures.set_defaults(func=_figures)

@@ -1,4 +1,6 @@
 """Probes: decode and freeze against hand computations, batched vs one at a time, figures and CLI."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ from air_interp.data import load_dataset
 from air_interp.defaults import DEFAULT_DATASETS
 from air_interp.probes.decode import decode, plot_decode, write_viewer
 from air_interp.probes.freeze import freeze, freeze_table, plot_freeze
+from air_interp.probes.tables import find_checkpoints, injection_table
 from air_interp.tasks import get_task
 from conftest import tiny_model
 
@@ -114,3 +117,37 @@ def test_decode_and_freeze_cli_end_to_end(model, tmp_path, capsys):
     assert (tmp_path / "f" / "freeze_table.csv").exists()
     assert main(["decode", str(checkpoint), "--steps", "7"]) == 2
     assert "ACT steps must lie in [0, 3)" in capsys.readouterr().err
+
+
+def test_find_checkpoints_takes_each_runs_latest_and_loose_files(tmp_path):
+    run = tmp_path / "runs" / "a"
+    for step in ("step_1", "step_2"):
+        (run / "checkpoints" / step).mkdir(parents=True)
+        (run / "checkpoints" / step / "model.safetensors").write_bytes(b"x")
+    (run / "latest").symlink_to(run / "checkpoints" / "step_2")
+    (tmp_path / "loose.safetensors").write_bytes(b"x")
+    found = find_checkpoints(tmp_path)
+    assert found == sorted([run / "latest" / "model.safetensors", tmp_path / "loose.safetensors"])
+
+
+def test_injection_table_is_mean_and_std_over_seeds():
+    rows = pd.DataFrame({"variant": ["Lx_H", "Lx_H", "Lx_Hx", "Lx_H"], "task": ["sudoku", "sudoku", "sudoku", "maze"],
+                         "exact_accuracy": [0.5, 0.7, 0.4, 0.9]})
+    table = injection_table(rows).set_index("variant")
+    assert table.loc["Lx_H", "sudoku"] == f"{60:.1f} ± {100 * np.std([0.5, 0.7], ddof=1):.1f} (n=2)"
+    assert table.loc["Lx_Hx", "sudoku"] == "40.0 ± 0.0 (n=1)"
+    assert list(table.index) == ["Lx_H", "Lx_Hx"]
+
+
+def test_figures_command_writes_every_output_and_a_manifest(model, tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    model.save(sweep / "a.safetensors")
+    tiny_model("Lx_Hx", halt_max_steps=2).save(sweep / "b.safetensors")
+    assert main(["figures", "--model", f"tiny={sweep / 'a.safetensors'}", "--sweep", str(sweep), "--puzzles", "2",
+                 "--sweep-puzzles", "3", "--out", str(tmp_path / "figs"), "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "figs" / "manifest.json").read_text())
+    files = {entry["file"] for entry in manifest["outputs"]}
+    for name in ("tiny_decode.png", "tiny_freeze.pdf", "tiny_attention.png", "tiny_attention_table.tex",
+                 "tiny_freeze_table.md", "injection_table.tex", "level_token_table.csv"):
+        assert name in files and (tmp_path / "figs" / name).stat().st_size > 0

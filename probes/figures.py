@@ -1,0 +1,102 @@
+"""Regenerate every figure and table of the paper from named checkpoints, with a manifest.
+
+For each named model: the decoded z_H / z_L grids (Figures 2-5), the freeze curves and table
+(Figures 6-7), the attention contrasts, their table and an example heatmap (Figures 8-13). With a
+sweep directory: the injection-ablation and level-token tables. ``manifest.json`` records, for
+every file, the checkpoint it came from (path and SHA-256) and the settings.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Optional
+
+from air_interp.checkpoints import load_model
+from air_interp.data import load_dataset
+from air_interp.defaults import CHECKPOINTS, default_dataset
+from air_interp.errors import AirInterpError
+from air_interp.io import atomic_path
+
+from .attention import attention_contrasts, plot_contrasts, plot_example, summarize
+from .decode import decode, plot_decode, summary
+from .freeze import freeze_table, plot_freeze, run_freeze
+from .output import write_table
+from .tables import accuracy_rows, find_checkpoints, injection_table, level_token_table
+
+DEFAULT_MODELS = ("sudoku_Lx_H", "sudoku_Lx_Hx", "maze_Lx_H", "maze_Lx_Hx")
+TABLE_FORMATS = ("csv", "md", "tex")
+
+
+def default_models() -> dict[str, Path]:
+    """The embedded default checkpoints that exist in ``checkpoints/``."""
+    found = {name: CHECKPOINTS / f"{name}.safetensors" for name in DEFAULT_MODELS}
+    found = {name: path for name, path in found.items() if path.is_file()}
+    if not found:
+        raise AirInterpError(f"no default checkpoints in {CHECKPOINTS}; name some with --model NAME=PATH")
+    return found
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_figures(name: str, path: Path, out: Path, puzzles: int, progress: bool) -> list[Path]:
+    """Decode, freeze and attention outputs of one model, named ``<name>_*``."""
+    model = load_model(path)
+    split = load_dataset(default_dataset(model.cfg.task)).split("test")
+    inputs, labels = split.inputs[:puzzles], split.labels[:puzzles]
+    last = model.cfg.halt_max_steps - 1
+    files = []
+    decoded = decode(model, inputs, labels, progress=progress)
+    files += plot_decode(decoded, 0, sorted({0, 1, last}), out / f"{name}_decode")
+    files += write_table(summary(decoded.table), out / f"{name}_decode_summary")
+    updates, per_puzzle = run_freeze([model], inputs, labels, progress=progress)
+    files += plot_freeze(updates, out / f"{name}_freeze", title=f"{name}, {len(inputs)} test puzzles")
+    files += write_table(freeze_table(per_puzzle), out / f"{name}_freeze_table", TABLE_FORMATS)
+    rows = attention_contrasts(model, inputs, labels, progress=progress)
+    table = summarize(rows)
+    files += write_table(table, out / f"{name}_attention_table", TABLE_FORMATS)
+    files += plot_contrasts(table, out / f"{name}_attention", title=f"{name}: L minus H, {len(inputs)} test puzzles")
+    files += plot_example(model, inputs, labels, puzzle=0, layer=model.cfg.n_layers - 1,
+                          path=out / f"{name}_attention_example")
+    return files
+
+
+def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optional[Path] = None,
+               puzzles: int = 64, progress: bool = True, sweep_puzzles: Optional[int] = None) -> Path:
+    """Write every figure and table into ``out`` and ``out/manifest.json``; returns the manifest.
+
+    ``puzzles`` test puzzles feed each model's probes; the sweep is evaluated on the whole test
+    split unless ``sweep_puzzles`` limits it."""
+    models = models or default_models()
+    out = Path(out)
+    outputs = []
+    for name, path in models.items():
+        source = {"model": name, "checkpoint": str(path), "sha256": sha256(Path(path))}
+        for file in model_figures(name, Path(path), out, puzzles, progress):
+            outputs.append({"file": file.name, **source})
+    if sweep is not None:
+        checkpoints = find_checkpoints(sweep)
+        rows = accuracy_rows(checkpoints, max_puzzles=sweep_puzzles, progress=progress)
+        files = write_table(rows, out / "sweep_accuracy", ["csv"])
+        files += write_table(injection_table(rows), out / "injection_table", TABLE_FORMATS)
+        files += write_table(level_token_table(rows), out / "level_token_table", TABLE_FORMATS)
+        outputs += [{"file": f.name, "sweep": str(sweep), "checkpoints": len(checkpoints)} for f in files]
+    manifest = {
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "air_interp": version("air-interp"),
+        "test_puzzles_per_model": puzzles,
+        "sweep_test_puzzles": sweep_puzzles or "all",
+        "outputs": outputs,
+    }
+    target = out / "manifest.json"
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    return target

@@ -272,13 +272,14 @@ class HookedAIR(HookedRootModule):
             data={k: torch.empty_like(v) for k, v in batch.items()},
         )
 
-    def act_step(self, carry: ACTCarry, batch: Mapping[str, torch.Tensor]
+    def act_step(self, carry: ACTCarry, batch: Mapping[str, torch.Tensor], no_act_continue: bool = False
                  ) -> tuple[ACTCarry, dict[str, torch.Tensor]]:
         """One ACT call (SPEC 1.3): refill halted rows, run one segment, decide halting.
 
         In training mode (and halt_max_steps > 1) rows may also halt when q_halt > q_continue,
         exploration imposes a random minimum number of steps, and ``target_q_continue`` comes
-        from one more segment without gradient. Hook points do not fire here.
+        from one more segment without gradient. With ``no_act_continue`` (TRM) rows halt when
+        q_halt > 0 and there is no extra segment and no target. Hook points do not fire here.
         """
         reset = carry.halted
         init_H, init_L = self.initial_state(reset.shape[0])
@@ -296,13 +297,14 @@ class HookedAIR(HookedRootModule):
             is_last = steps >= self.cfg.halt_max_steps
             halted = is_last
             if self.training and self.cfg.halt_max_steps > 1:
-                halted = halted | (q[:, 0] > q[:, 1])
+                halted = halted | (q[:, 0] > (0 if no_act_continue else q[:, 1]))
                 explore = torch.rand_like(q[:, 0]) < self.cfg.halt_exploration_prob
                 min_steps = explore * torch.randint_like(steps, low=2, high=self.cfg.halt_max_steps + 1)
                 halted = halted & (steps >= min_steps)
-                next_q = self._q_logits(self._segment(z_H, z_L, x, hooks=None)[0])
-                target = torch.where(is_last, next_q[:, 0], torch.maximum(next_q[:, 0], next_q[:, 1]))
-                outputs["target_q_continue"] = torch.sigmoid(target)
+                if not no_act_continue:
+                    next_q = self._q_logits(self._segment(z_H, z_L, x, hooks=None)[0])
+                    target = torch.where(is_last, next_q[:, 0], torch.maximum(next_q[:, 0], next_q[:, 1]))
+                    outputs["target_q_continue"] = torch.sigmoid(target)
         return ACTCarry(z_H, z_L, steps, halted, data), outputs
 
     # ---- hooks conveniences -----------------------------------------------------------------

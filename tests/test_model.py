@@ -136,3 +136,15 @@ def test_bad_batches_are_rejected(model, batch, message):
 def test_maze_preset_uses_the_maze_shapes():
     cfg = AIRConfig.preset("Lx_H", task="maze", d_model=32, n_heads=4)
     assert (cfg.vocab_size, cfg.seq_len, cfg.task) == (6, 900, "maze")
+
+
+def test_no_act_continue_halts_on_positive_q_halt_without_an_extra_segment():
+    model = tiny_model(halt_exploration_prob=0.0, halt_max_steps=4).train()
+    batch = random_batch(model)
+    with torch.no_grad():
+        model.q_head.weight.zero_()
+        model.q_head.bias.copy_(torch.tensor([1.0, 5.0]))  # q_halt > 0 but < q_continue
+    carry, outputs = model.act_step(model.initial_carry(batch), batch, no_act_continue=True)
+    assert "target_q_continue" not in outputs and carry.halted.all()
+    carry, outputs = model.act_step(model.initial_carry(batch), batch)
+    assert "target_q_continue" in outputs and not carry.halted.any()

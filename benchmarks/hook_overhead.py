@@ -66,7 +66,7 @@ def main() -> None:
     print(f"Lx_H, d={args.d_model}, {args.layers} layers, batch {args.batch}, {args.dtype}, "
           f"{cfg.halt_max_steps} ACT steps x {cfg.sub_steps} sub-steps, {len(model.hook_dict)} hook points, "
           f"{torch.get_num_threads()} threads")
-    print(f"| mode | median s / rollout | ratio to no hook points |\n|---|---|---|")
+    print("| mode | median s / rollout | ratio to no hook points |\n|---|---|---|")
     for name in modes:
         median = statistics.median(times[name])
         print(f"| {name} | {median:.3f} | {median / base:.2f} |")

@@ -26,15 +26,6 @@ from air_interp.errors import AirInterpError
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared: one thread avoids OpenMP spinning against other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def shift_data(tmp_path_factory) -> Path:
     return shift_task(tmp_path_factory.mktemp("data") / "shift")

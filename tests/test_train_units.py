@@ -17,15 +17,6 @@ from air_interp.data.dataset import Split
 from air_interp.errors import AirInterpError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared: one thread avoids OpenMP spinning against other processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def numpy_stablemax_ce(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     x = logits.astype(np.float64)
     s = np.where(x >= 0, x + 1, 1 / (1 - np.minimum(x, 0)))

@@ -102,8 +102,10 @@ def render_rollout(result: DecodeResult, puzzle: int, steps: Sequence[int]) -> s
         for sub, kind in enumerate(result.schedule):
             index = step * width + sub
             blocks = [task.render(result.grids[puzzle, index, s]).splitlines() for s in range(len(STATES))]
-            lines.append(f"step {step} sub {sub} ({kind}-update)    z_H{' ' * (task.side - 3)}    z_L")
-            lines.extend(f"{a}    {b}" for a, b in zip(*blocks))
+            text_width = max(len(line) for line in blocks[0])
+            lines.append(f"step {step} sub {sub} ({kind}-update)")
+            lines.append(f"{STATES[0]:<{text_width}}    {STATES[1]}")
+            lines.extend(f"{a:<{text_width}}    {b}" for a, b in zip(*blocks))
     return "\n".join(lines)
 
 

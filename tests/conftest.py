@@ -28,6 +28,15 @@ def tiny_model(variant: str = "Lx_H", seed: int = 0, randomise: bool = True, **o
     return model
 
 
+def sudoku_test_puzzles(count: int):
+    """(inputs, labels) of the first ``count`` puzzles of the shipped Sudoku test split."""
+    from air_interp.data import load_dataset
+    from air_interp.defaults import DEFAULT_DATASETS
+
+    split = load_dataset(DEFAULT_DATASETS["sudoku"]).split("test")
+    return split.inputs[:count], split.labels[:count]
+
+
 def random_batch(model: HookedAIR, size: int = 3, seed: int = 1) -> dict:
     gen = torch.Generator().manual_seed(seed)
     cfg = model.cfg

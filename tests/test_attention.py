@@ -7,20 +7,17 @@ import pytest
 import torch
 
 from air_interp.cli import main
-from air_interp.data import load_dataset
-from air_interp.defaults import DEFAULT_DATASETS
 from air_interp.probes.attention import AttentionOptions, attention_contrasts, summarize
 from air_interp.probes.lens import decode_state
 from air_interp.tasks import get_task
-from conftest import tiny_model
+from conftest import sudoku_test_puzzles, tiny_model
 
 SUDOKU = get_task("sudoku")
 
 
 @pytest.fixture(scope="module")
 def puzzles():
-    split = load_dataset(DEFAULT_DATASETS["sudoku"]).split("test")
-    return split.inputs[:3], split.labels[:3]
+    return sudoku_test_puzzles(3)
 
 
 @pytest.fixture(scope="module")

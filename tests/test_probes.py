@@ -7,19 +7,16 @@ import pytest
 import torch
 
 from air_interp.cli import main
-from air_interp.data import load_dataset
-from air_interp.defaults import DEFAULT_DATASETS
 from air_interp.probes.decode import decode, plot_decode, write_viewer
 from air_interp.probes.freeze import freeze, freeze_table, plot_freeze
 from air_interp.probes.tables import find_checkpoints, injection_table
 from air_interp.tasks import get_task
-from conftest import tiny_model
+from conftest import sudoku_test_puzzles, tiny_model
 
 
 @pytest.fixture(scope="module")
 def puzzles():
-    split = load_dataset(DEFAULT_DATASETS["sudoku"]).split("test")
-    return split.inputs[:5], split.labels[:5]
+    return sudoku_test_puzzles(5)
 
 
 @pytest.fixture(scope="module")

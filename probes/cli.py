@@ -1,4 +1,4 @@
-"""``air-interp decode``, ``freeze`` and ``attention``: thin wrappers over the probe functions."""
+"""The probe commands (``decode``, ``freeze``, ``attention``, ...): thin wrappers over the probe functions."""
 from __future__ import annotations
 
 import argparse
@@ -10,10 +10,10 @@ from air_interp.errors import AirInterpError
 from .output import write_table
 
 
-def _add_common(parser: argparse.ArgumentParser, out: str) -> None:
+def _add_common(parser: argparse.ArgumentParser, out: str, puzzles: int = 64) -> None:
     parser.add_argument("--data", help="dataset directory (default: the shipped dataset of the model's task)")
     parser.add_argument("--split", default="test", choices=("train", "test"), help="split to read (default test)")
-    parser.add_argument("--puzzles", type=int, default=64, help="number of puzzles to analyse (default 64)")
+    parser.add_argument("--puzzles", type=int, default=puzzles, help=f"number of puzzles to analyse (default {puzzles})")
     parser.add_argument("--batch-size", type=int, default=64, help="puzzles per rollout batch (default 64)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--out", default=out, help=f"output directory (default {out})")
@@ -125,6 +125,46 @@ def _attention(args: argparse.Namespace) -> None:
     print("wrote " + ", ".join(str(p) for p in written))
 
 
+def _linear_probe(args: argparse.Namespace) -> None:
+    from .linear import collect, linear_probes, plot_linear_probes
+
+    path, model = _load(args.checkpoint, args.device)
+    inputs, labels = _puzzles(args, model.cfg.task)
+    steps = _steps(args.steps, model.cfg.halt_max_steps) if args.steps else None
+    targets = [t.strip() for t in args.targets.split(",")]
+    data = collect(model, inputs, labels, steps=steps, batch_size=args.batch_size, progress=not args.quiet)
+    try:
+        table = linear_probes(data, targets, args.test_fraction, args.seed)
+    except ValueError as error:
+        raise AirInterpError(str(error)) from None
+    shown = ["target", "state", "step", "test_accuracy", "majority", "lens"]
+    print(f"{path.name}: {model.cfg.variant} on {model.cfg.task}, {len(inputs)} puzzles, "
+          f"{table['test_puzzles'].iloc[0]} held out")
+    print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    out = Path(args.out)
+    written = write_table(table, out / "linear_probes")
+    written += plot_linear_probes(table, out / "linear_probes", title=f"{path.stem}: linear probes, held-out puzzles")
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
+def _patch(args: argparse.Namespace) -> None:
+    from .patching import patch, patch_summary, plot_patching
+
+    path, model = _load(args.checkpoint, args.device)
+    inputs, labels = _puzzles(args, model.cfg.task)
+    if len(inputs) < 2:
+        raise AirInterpError("patching needs at least 2 puzzles")
+    steps = _steps(args.steps, model.cfg.halt_max_steps) if args.steps else None
+    rows = patch(model, inputs, labels, steps=steps, batch_size=args.batch_size, progress=not args.quiet)
+    summary = patch_summary(rows)
+    print(f"{path.name}: {model.cfg.variant} on {model.cfg.task}, {len(inputs)} pairs (puzzle i <- puzzle i+1)")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    out = Path(args.out)
+    written = write_table(summary, out / "patching_summary") + write_table(rows, out / "patching_rows", ["csv"])
+    written += plot_patching(summary, out / "patching", title=f"{path.stem}: patching a state from another puzzle")
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
 def _parse_models(specs: list[str]) -> dict[str, Path]:
     models = {}
     for spec in specs:
@@ -162,7 +202,7 @@ def _tables(args: argparse.Namespace) -> None:
 
 
 def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
-    """Register ``decode``, ``freeze``, ``attention``, ``tables`` and ``figures``."""
+    """Register ``decode``, ``freeze``, ``attention``, ``linear-probe``, ``patch``, ``tables`` and ``figures``."""
     decode = commands.add_parser(
         "decode", help="logit-lens the z_H / z_L states of every sub-step (Figures 2-5)",
         description="Run full rollouts and decode z_H and z_L (lm_head argmax) after every sub-step of "
@@ -203,6 +243,30 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     attention.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     _add_common(attention, "figures/attention")
     attention.set_defaults(func=_attention, batch_size=16)
+
+    probe = commands.add_parser(
+        "linear-probe", help="linear probes on z_L / z_H with held-out accuracy (beyond the paper)",
+        description="Fit a logistic-regression probe per state and ACT step from each open cell's state vector to "
+                    "a per-cell target (answer: the solution token; correct: the state's lens decode is right; "
+                    "will_change: the lens decode differs from the final answer). Held-out accuracy on other "
+                    "puzzles, with the majority-class and logit-lens baselines.")
+    probe.add_argument("checkpoint", nargs="?", help="checkpoint (default: the embedded Sudoku Lx_H model)")
+    probe.add_argument("--targets", default="answer,correct,will_change", help="comma-separated probe targets")
+    probe.add_argument("--steps", help="ACT steps to probe (default: all)")
+    probe.add_argument("--test-fraction", type=float, default=0.25, help="puzzles held out (default 0.25)")
+    probe.add_argument("--seed", type=int, default=0, help="seed of the held-out split (default 0)")
+    _add_common(probe, "figures/linear_probes", puzzles=256)
+    probe.set_defaults(func=_linear_probe)
+
+    patching = commands.add_parser(
+        "patch", help="patch z_H or z_L from another puzzle and see whose answer comes out (beyond the paper)",
+        description="For each puzzle i (target) and puzzle i+1 (source): rerun the target with z_H or z_L replaced "
+                    "by the source's at the end of one ACT step, and report on the cells where the solutions differ "
+                    "the fraction of the final z_H decode that follows the source vs the target.")
+    patching.add_argument("checkpoint", nargs="?", help="checkpoint (default: the embedded Sudoku Lx_H model)")
+    patching.add_argument("--steps", help="ACT steps to patch at (default: all)")
+    _add_common(patching, "figures/patching")
+    patching.set_defaults(func=_patch)
 
     tables = commands.add_parser(
         "tables", help="injection-ablation and level-token tables from a directory of checkpoints",

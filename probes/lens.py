@@ -42,6 +42,13 @@ def update_sites(model: HookedAIR, state: str) -> list[tuple[int, str]]:
     ]
 
 
+def step_end_sites(model: HookedAIR, state: str, steps: Optional[Sequence[int]] = None) -> list[tuple[int, str]]:
+    """(ACT step, hook name) of the last update of ``state`` in each of ``steps`` (default: all)."""
+    last = {index // model.cfg.sub_steps: name for index, name in update_sites(model, state)}
+    chosen = range(model.cfg.halt_max_steps) if steps is None else steps
+    return [(step, last[step]) for step in chosen]
+
+
 def batches(n: int, batch_size: int, desc: str, progress: bool = True) -> Iterator[slice]:
     """Slices over ``n`` puzzles with a progress bar counting puzzles."""
     with tqdm(total=n, desc=desc, unit="puzzle", disable=not progress, leave=False) as bar:

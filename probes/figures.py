@@ -1,7 +1,8 @@
 """Regenerate every figure and table of the paper from named checkpoints, with a manifest.
 
 For each named model: the decoded z_H / z_L grids (Figures 2-5), the freeze curves and table
-(Figures 6-7), the attention contrasts, their table and an example heatmap (Figures 8-13). With a
+(Figures 6-7), the attention contrasts, their table and an example heatmap (Figures 8-13), and
+beyond the paper the linear probes and activation patching. With a
 sweep directory: the injection-ablation and level-token tables. ``manifest.json`` records, for
 every file, the checkpoint it came from (path and SHA-256) and the settings.
 """
@@ -23,7 +24,9 @@ from air_interp.io import atomic_path
 from .attention import attention_contrasts, plot_contrasts, plot_example, summarize
 from .decode import decode, plot_decode, summary
 from .freeze import freeze_table, plot_freeze, run_freeze
+from .linear import collect, linear_probes, plot_linear_probes
 from .output import write_table
+from .patching import patch, patch_summary, plot_patching
 from .tables import accuracy_rows, find_checkpoints, injection_table, level_token_table
 
 DEFAULT_MODELS = ("sudoku_Lx_H", "sudoku_Lx_Hx", "maze_Lx_H", "maze_Lx_Hx")
@@ -66,6 +69,17 @@ def model_figures(name: str, path: Path, out: Path, puzzles: int, progress: bool
     files += plot_contrasts(table, out / f"{name}_attention", title=f"{name}: L minus H, {len(inputs)} test puzzles")
     files += plot_example(model, inputs, labels, puzzle=0, layer=model.cfg.n_layers - 1,
                           path=out / f"{name}_attention_example")
+    return files + beyond_figures(name, model, inputs, labels, out, progress)
+
+
+def beyond_figures(name: str, model, inputs, labels, out: Path, progress: bool) -> list[Path]:
+    """Linear probes and activation patching (not in the paper), named ``<name>_*``."""
+    probes = linear_probes(collect(model, inputs, labels, progress=progress))
+    files = write_table(probes, out / f"{name}_linear_probes", TABLE_FORMATS)
+    files += plot_linear_probes(probes, out / f"{name}_linear_probes", title=f"{name}: linear probes, held-out puzzles")
+    patched = patch_summary(patch(model, inputs, labels, progress=progress))
+    files += write_table(patched, out / f"{name}_patching", TABLE_FORMATS)
+    files += plot_patching(patched, out / f"{name}_patching", title=f"{name}: patching a state from another puzzle")
     return files
 
 

@@ -146,5 +146,6 @@ def test_figures_command_writes_every_output_and_a_manifest(model, tmp_path):
     manifest = json.loads((tmp_path / "figs" / "manifest.json").read_text())
     files = {entry["file"] for entry in manifest["outputs"]}
     for name in ("tiny_decode.png", "tiny_freeze.pdf", "tiny_attention.png", "tiny_attention_table.tex",
-                 "tiny_freeze_table.md", "injection_table.tex", "level_token_table.csv"):
+                 "tiny_freeze_table.md", "injection_table.tex", "level_token_table.csv", "tiny_linear_probes.png",
+                 "tiny_patching.csv"):
         assert name in files and (tmp_path / "figs" / name).stat().st_size > 0

@@ -236,3 +236,24 @@ def test_cli_resume_cannot_change_the_model(shift_data, tmp_path):
         run_cli("train", "--out", out, "--resume", "--steps", "2", "--d-model", "64")
     with pytest.raises(AirInterpError, match="cannot change --preset"):
         run_cli("train", "--out", out, "--resume", "--steps", "2", "--preset", "hrm")
+
+
+def test_publish_writes_model_card_log_and_a_loadable_model(shift_data, tmp_path):
+    from air_interp.data import load_dataset
+    from air_interp.train.evaluate import evaluate
+    from air_interp.train.publish import publish
+
+    train(tiny_recipe(shift_data, steps=20, global_batch_size=32, eval_every=10), tmp_path / "run", progress=False)
+    card = publish(tmp_path / "run", "shift_Lx_H", sample=7, out=tmp_path / "ckpts")
+    assert card["step"] == 20 and card["test"]["exact_accuracy"] == records(tmp_path / "run", "eval")[-1]["exact_accuracy"]
+    model = load_model(str(tmp_path / "ckpts" / "shift_Lx_H.safetensors"))
+    sample = evaluate(model, load_dataset(shift_data).split("test").take(torch.arange(7).numpy()))
+    assert card["sample"] == {"puzzles": 7, "exact_accuracy": sample["exact_accuracy"], "accuracy": sample["accuracy"]}
+    assert json.loads((tmp_path / "ckpts" / "shift_Lx_H.json").read_text()) == card
+    assert (tmp_path / "ckpts" / "logs" / "shift_Lx_H" / "metrics.jsonl").read_text() == \
+        (tmp_path / "run" / "metrics.jsonl").read_text()
+    log = tmp_path / "run" / "metrics.jsonl"  # an interrupted run: no evaluation at its latest step
+    log.write_text("".join(line + "\n" for line in log.read_text().splitlines() if '"step": 20' not in line
+                           or '"eval"' not in line))
+    with pytest.raises(AirInterpError, match="no evaluation at its last step 20"):
+        publish(tmp_path / "run", "x", out=tmp_path / "ckpts")

@@ -1,0 +1,97 @@
+"""Publish a training run as an embedded default checkpoint, with its model card.
+
+``python -m air_interp.train.publish RUN NAME`` writes, under ``checkpoints/``:
+
+- ``NAME.safetensors``: the run's latest model (the EMA weights when the run kept an EMA);
+- ``NAME.json``: the model card: the dataset, the run's resolved config, exact and cell accuracy on
+  the whole test split and on its first ``--sample`` puzzles (what the tests re-check), and the
+  run's evaluation history;
+- ``logs/NAME/config.json`` and ``logs/NAME/metrics.jsonl``: the run's config and training log.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from air_interp.checkpoints import load_model, save_model
+from air_interp.data import load_dataset
+from air_interp.defaults import CHECKPOINTS, REPO
+from air_interp.errors import AirInterpError
+from air_interp.io import atomic_path
+
+from .checkpoint import resolve_model_path
+from .evaluate import evaluate
+
+SAMPLE = 200
+
+
+def _relative(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def model_card(run: Path, name: str, sample: int = SAMPLE) -> dict[str, Any]:
+    """The card of the run's latest model: the run's own evaluation of it on the whole test split
+    (which must be at the latest step) and a fresh one on the first ``sample`` test puzzles."""
+    config = json.loads((run / "config.json").read_text())
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    step = max((h["step"] for h in history if h["kind"] == "train"), default=0)
+    evaluations = [h for h in history if h["kind"] == "eval"]
+    if not evaluations or evaluations[-1]["step"] != step:
+        raise AirInterpError(f"{run}: the run has no evaluation at its last step {step}; resume it to a step "
+                             "that evaluates (--eval-every)")
+    data = Path(config["train"]["data"])
+    model = load_model(resolve_model_path(run))
+    split = load_dataset(data if data.is_absolute() else REPO / data).split("test")
+    head = evaluate(model, split.take(np.arange(min(sample, len(split)))))
+    return {
+        "name": name, "variant": model.cfg.variant, "task": model.cfg.task, "dataset": config["train"]["data"],
+        "step": step, "test": {k: v for k, v in evaluations[-1].items() if k not in ("kind", "step")},
+        "sample": {"puzzles": head["count"], **{k: head[k] for k in ("exact_accuracy", "accuracy")}},
+        "evaluations": [{k: h[k] for k in ("step", "exact_accuracy", "accuracy", "exact_by_step")}
+                        for h in evaluations],
+        "run_config": config,
+    }
+
+
+def publish(run: Path, name: str, sample: int = SAMPLE, out: Path = CHECKPOINTS) -> dict[str, Any]:
+    """Copy the run's latest model, card, config and log into ``out``; returns the card."""
+    run = Path(run)
+    if not (run / "config.json").is_file():
+        raise AirInterpError(f"{run}: not a training run directory (no config.json)")
+    card = model_card(run, name, sample)
+    save_model(load_model(resolve_model_path(run)), out / f"{name}.safetensors")
+    logs = out / "logs" / name
+    logs.mkdir(parents=True, exist_ok=True)
+    for file in ("config.json", "metrics.jsonl"):
+        with atomic_path(logs / file) as tmp:
+            shutil.copyfile(run / file, tmp)
+    with atomic_path(out / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps(card, indent=1) + "\n")
+    return card
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m air_interp.train.publish", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="training run directory")
+    parser.add_argument("name", help="name of the default, e.g. sudoku_Lx_H")
+    parser.add_argument("--sample", type=int, default=SAMPLE, help=f"test puzzles the tests re-check (default {SAMPLE})")
+    args = parser.parse_args(argv)
+    try:
+        card = publish(args.run, args.name, args.sample)
+    except AirInterpError as error:
+        parser.exit(2, f"error: {error}\n")
+    test = card["test"]
+    print(f"{args.name}: exact {test['exact_accuracy']:.3f}, cell {test['accuracy']:.3f} on {test['count']} test puzzles; "
+          f"by ACT step {' '.join(f'{v:.2f}' for v in test['exact_by_step'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,8 +2,8 @@
 
 For each named model: the decoded z_H / z_L grids (Figures 2-5), the freeze curves and table
 (Figures 6-7), the attention contrasts, their table and an example heatmap (Figures 8-13), and
-beyond the paper the linear probes and activation patching. With a
-sweep directory: the injection-ablation and level-token tables. ``manifest.json`` records, for
+beyond the paper the linear probes and activation patching; then the paper's qualitative claims
+checked on these models (``claims.md``). With a sweep directory: the injection-ablation and level-token tables. ``manifest.json`` records, for
 every file, the checkpoint it came from (path and SHA-256) and the settings.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from air_interp.errors import AirInterpError
 from air_interp.io import atomic_path
 
 from .attention import attention_contrasts, plot_contrasts, plot_example, summarize
+from .claims import check_claims
 from .decode import decode, plot_decode, summary
 from .freeze import freeze_table, plot_freeze, run_freeze
 from .linear import collect, linear_probes, plot_linear_probes
@@ -83,6 +84,17 @@ def beyond_figures(name: str, model, inputs, labels, out: Path, progress: bool) 
     return files
 
 
+def claims_tables(out: Path, models: dict[str, Path]) -> list[Path]:
+    """The paper's qualitative claims on these models (see ``probes.claims``). A model ``X_Lx_Hx``
+    beside ``X_Lx_H`` is checked as its symmetric control; a model card ``<checkpoint>.json``
+    adds the recurrence claim."""
+    tasks = {name: load_model(path).cfg.task for name, path in models.items()}
+    pairs = [(name, name + "x") for name in models if name.endswith("Lx_H") and name + "x" in models]
+    cards = {name: Path(path).with_suffix(".json") for name, path in models.items()
+             if Path(path).with_suffix(".json").is_file()}
+    return write_table(check_claims(out, tasks, pairs, cards), out / "claims", ("csv", "md"))
+
+
 def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optional[Path] = None,
                puzzles: int = 64, progress: bool = True, sweep_puzzles: Optional[int] = None) -> Path:
     """Write every figure and table into ``out`` and ``out/manifest.json``; returns the manifest.
@@ -96,6 +108,8 @@ def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optio
         source = {"model": name, "checkpoint": str(path), "sha256": sha256(Path(path))}
         for file in model_figures(name, Path(path), out, puzzles, progress):
             outputs.append({"file": file.name, **source})
+    for file in claims_tables(out, models):
+        outputs.append({"file": file.name, "models": list(models)})
     if sweep is not None:
         checkpoints = find_checkpoints(sweep)
         rows = accuracy_rows(checkpoints, max_puzzles=sweep_puzzles, progress=progress)

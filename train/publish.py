@@ -2,11 +2,12 @@
 
 ``python -m air_interp.train.publish RUN NAME`` writes, under ``checkpoints/``:
 
-- ``NAME.safetensors``: the run's latest model (the EMA weights when the run kept an EMA);
+- ``NAME.safetensors``: the model of the run's latest checkpoint (the EMA weights when the run kept an EMA);
 - ``NAME.json``: the model card: the dataset, the run's resolved config, exact and cell accuracy on
   the whole test split and on its first ``--sample`` puzzles (what the tests re-check), and the
   run's evaluation history;
-- ``logs/NAME/config.json`` and ``logs/NAME/metrics.jsonl``: the run's config and training log.
+- ``logs/NAME/config.json`` and ``logs/NAME/metrics.jsonl``: the run's config and training log up to
+  that checkpoint (a run may be published while it goes on).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from air_interp.defaults import CHECKPOINTS, REPO
 from air_interp.errors import AirInterpError
 from air_interp.io import atomic_path
 
-from .checkpoint import resolve_model_path
+from .checkpoint import latest_checkpoint, resolve_model_path
 from .evaluate import evaluate
 
 SAMPLE = 200
@@ -35,16 +36,28 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
+def latest_step(run: Path) -> int:
+    checkpoint = latest_checkpoint(run)
+    if checkpoint is None:
+        raise AirInterpError(f"{run}: the run has no checkpoint yet")
+    return int(checkpoint.name.removeprefix("step_"))
+
+
+def history(run: Path, step: int) -> list[dict[str, Any]]:
+    """The run's log up to ``step`` (a run still going has logged past its latest checkpoint)."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [record for record in map(json.loads, filter(str.strip, lines)) if record["step"] <= step]
+
+
 def model_card(run: Path, name: str, sample: int = SAMPLE) -> dict[str, Any]:
-    """The card of the run's latest model: the run's own evaluation of it on the whole test split
-    (which must be at the latest step) and a fresh one on the first ``sample`` test puzzles."""
+    """The card of the run's latest checkpoint: the run's own evaluation of it on the whole test
+    split and a fresh one on the first ``sample`` test puzzles."""
     config = json.loads((run / "config.json").read_text())
-    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    step = max((h["step"] for h in history if h["kind"] == "train"), default=0)
-    evaluations = [h for h in history if h["kind"] == "eval"]
+    step = latest_step(run)
+    evaluations = [h for h in history(run, step) if h["kind"] == "eval"]
     if not evaluations or evaluations[-1]["step"] != step:
-        raise AirInterpError(f"{run}: the run has no evaluation at its last step {step}; resume it to a step "
-                             "that evaluates (--eval-every)")
+        raise AirInterpError(f"{run}: the run has no evaluation at its latest checkpoint (step {step}); "
+                             "resume it to a step that evaluates (--eval-every)")
     data = Path(config["train"]["data"])
     model = load_model(resolve_model_path(run))
     split = load_dataset(data if data.is_absolute() else REPO / data).split("test")
@@ -68,9 +81,10 @@ def publish(run: Path, name: str, sample: int = SAMPLE, out: Path = CHECKPOINTS)
     save_model(load_model(resolve_model_path(run)), out / f"{name}.safetensors")
     logs = out / "logs" / name
     logs.mkdir(parents=True, exist_ok=True)
-    for file in ("config.json", "metrics.jsonl"):
-        with atomic_path(logs / file) as tmp:
-            shutil.copyfile(run / file, tmp)
+    with atomic_path(logs / "config.json") as tmp:
+        shutil.copyfile(run / "config.json", tmp)
+    with atomic_path(logs / "metrics.jsonl") as tmp:
+        tmp.write_text("".join(json.dumps(record) + "\n" for record in history(run, card["step"])))
     with atomic_path(out / f"{name}.json") as tmp:
         tmp.write_text(json.dumps(card, indent=1) + "\n")
     return card

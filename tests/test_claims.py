@@ -1,0 +1,63 @@
+"""The claim checks on hand-made tables whose verdicts are known."""
+import pandas as pd
+
+from air_interp.probes.claims import (FAILS, HOLDS, UNCLEAR, attention_claims, decode_claims, freeze_claims,
+                                      recurrence_claims, split_claims)
+
+
+def decode_summary(z_H: float, z_L: float) -> pd.DataFrame:
+    return pd.DataFrame({"state": ["z_H", "z_L", "z_H", "z_L"], "step": [0, 0, 1, 1],
+                         "undecided": [0.0, 0.0, z_H, z_L]})
+
+
+def freeze_table(normal_L: float, frozen_H_L: float, sem: float, exact: float = 0.5) -> pd.DataFrame:
+    return pd.DataFrame({
+        "freeze": ["none", "zH", "zL"],
+        "z_L_mask_flips_mean": [10.0, 3.0, None], "z_L_mask_flips_sem": [1.0, 1.0, None],
+        "z_L_content_changes_mean": [normal_L, frozen_H_L, None], "z_L_content_changes_sem": [sem, sem, None],
+        "z_H_content_changes_mean": [100.0, None, 300.0], "z_H_content_changes_sem": [5.0, None, 5.0],
+        "exact_mean": [exact, 0.0, 0.0],
+    })
+
+
+def attention_table(lows: list[float], highs: list[float], cls: str = "control") -> pd.DataFrame:
+    return pd.DataFrame({"layer": range(len(lows)), "cls": cls, "metric": "d_nbr",
+                         "mean": [(a + b) / 2 for a, b in zip(lows, highs)], "boot_ci_low": lows, "boot_ci_high": highs})
+
+
+def verdicts(rows):
+    return [row["verdict"] for row in rows]
+
+
+def test_decode_claims():
+    assert verdicts(decode_claims("m", decode_summary(0.0, 0.3))) == [HOLDS, HOLDS]
+    assert verdicts(decode_claims("m", decode_summary(0.01, 0.0))) == [FAILS, FAILS]
+
+
+def test_freeze_claims_follow_the_paper_direction_beyond_two_sem():
+    rows = freeze_claims("m", freeze_table(normal_L=1235, frozen_H_L=323, sem=20))
+    assert verdicts(rows) == [HOLDS, HOLDS, HOLDS, HOLDS]  # flips; fewer z_L; more z_H; frozen 0%
+    assert rows[1]["number"] == "1235.0 -> 323.0"
+    assert verdicts(freeze_claims("m", freeze_table(100, 130, sem=20)))[1] == UNCLEAR  # 30 < 2 * 28
+    assert verdicts(freeze_claims("m", freeze_table(100, 300, sem=20)))[1] == FAILS
+    assert verdicts(freeze_claims("m", freeze_table(100, 30, sem=20, exact=0.0)))[3] == UNCLEAR
+
+
+def test_attention_claim_needs_every_layer_above_zero():
+    assert verdicts(attention_claims("m", attention_table([0.01, 0.2], [0.05, 0.3]), "sudoku")) == [HOLDS]
+    assert verdicts(attention_claims("m", attention_table([-0.01, 0.2], [0.05, 0.3]), "sudoku")) == [UNCLEAR]
+    assert verdicts(attention_claims("m", attention_table([-0.1, 0.2], [-0.05, 0.3]), "sudoku")) == [FAILS]
+    only_all = attention_claims("m", attention_table([0.01], [0.05], cls="all"), "sudoku")[0]
+    assert "all queries" in only_all["claim"] and only_all["verdict"] == HOLDS
+
+
+def test_recurrence_and_split_claims():
+    assert verdicts(recurrence_claims("m", {"test": {"exact_by_step": [0.1, 0.4, 0.6]}})) == [HOLDS]
+    assert verdicts(recurrence_claims("m", {"test": {"exact_by_step": [0.6, 0.6, 0.6]}})) == [FAILS]
+    assert verdicts(recurrence_claims("m", {"test": {"exact_by_step": [0.0, 0.0]}})) == [UNCLEAR]
+    tables = {
+        "a": {"decode": decode_summary(0.0, 0.4), "attention": attention_table([0.1, 0.2], [0.2, 0.3])},
+        "s": {"decode": decode_summary(0.0, 0.05), "attention": attention_table([-0.01, 0.0], [0.01, 0.02])},
+    }
+    assert verdicts(split_claims("a", "s", tables, "sudoku")) == [HOLDS]
+    assert verdicts(split_claims("s", "a", tables, "sudoku")) == [FAILS]

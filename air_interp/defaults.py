@@ -9,7 +9,8 @@ REPO = Path(__file__).resolve().parent.parent
 CHECKPOINTS = REPO / "checkpoints"
 DATA = REPO / "data"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "sudoku_Lx_H.safetensors"
-DEFAULT_DATASETS = {"sudoku": DATA / "sudoku-hard", "maze15": DATA / "maze-15"}
+# The data each task's default models were trained on (their model cards name it too).
+DEFAULT_DATASETS = {"sudoku": DATA / "sudoku-easy50", "maze10": DATA / "maze-10", "maze15": DATA / "maze-15"}
 
 
 def default_checkpoint() -> Path:

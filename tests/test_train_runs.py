@@ -241,6 +241,7 @@ def test_cli_resume_cannot_change_the_model(shift_data, tmp_path):
 def test_publish_writes_model_card_log_and_a_loadable_model(shift_data, tmp_path):
     from air_interp.data import load_dataset
     from air_interp.train.evaluate import evaluate
+    from air_interp.train.curves import plot_curves, read_metrics
     from air_interp.train.publish import publish
 
     train(tiny_recipe(shift_data, steps=20, global_batch_size=32, eval_every=10), tmp_path / "run", progress=False)
@@ -252,6 +253,10 @@ def test_publish_writes_model_card_log_and_a_loadable_model(shift_data, tmp_path
     assert json.loads((tmp_path / "ckpts" / "shift_Lx_H.json").read_text()) == card
     published_log = (tmp_path / "ckpts" / "logs" / "shift_Lx_H" / "metrics.jsonl").read_text().splitlines()
     assert list(map(json.loads, published_log)) == list(map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()))
+    train_records, eval_records = read_metrics(tmp_path / "run")
+    assert list(eval_records["step"]) == [10, 20] and train_records["step"].max() == 20
+    for figure in plot_curves({"a": tmp_path / "run", "b": tmp_path / "ckpts" / "logs" / "shift_Lx_H"}, tmp_path / "c"):
+        assert figure.stat().st_size > 1000
     log = tmp_path / "run" / "metrics.jsonl"  # an interrupted run: no evaluation at its latest step
     log.write_text("".join(line + "\n" for line in log.read_text().splitlines() if '"step": 20' not in line
                            or '"eval"' not in line))

@@ -104,8 +104,11 @@ def _attention(args: argparse.Namespace) -> None:
     path, model = _load(args.checkpoint, args.device)
     inputs, labels = _puzzles(args, model.cfg.task)
     n_layers = model.cfg.n_layers
-    if args.layer is not None and not 0 <= args.layer < n_layers:
-        raise AirInterpError(f"--layer must lie in [0, {n_layers})")
+    if args.layer is not None:
+        if not -n_layers <= args.layer < n_layers:
+            raise AirInterpError(f"--layer {args.layer}: this model has {n_layers} layers (0 to {n_layers - 1}, "
+                                 f"or -1 for the last); the paper's models have 4")
+        args.layer %= n_layers
     options = AttentionOptions(
         steps=tuple(_steps(args.steps, model.cfg.halt_max_steps)),
         layers=None if args.layer is None else (args.layer,),
@@ -230,7 +233,7 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
                     "locality (Sudoku Δnbr, Maze Δρ), entropy Δent and mass on wrong cells Δviol, per query "
                     "class, with the paper's row-level 95%% CI and a puzzle-level bootstrap 95%% CI.")
     attention.add_argument("checkpoint", nargs="?", help="checkpoint (default: the embedded Sudoku Lx_H model)")
-    attention.add_argument("--layer", type=int, help="one layer only (default: every layer)")
+    attention.add_argument("--layer", type=int, help="one layer only, -1 = the last (default: every layer)")
     attention.add_argument("--steps", default="2,4,6,8,10,12,14,15", help="ACT steps (default: the paper's)")
     attention.add_argument("--violation-timing", default="after", choices=("after", "before"),
                            help="violation set from z_H after the measured H-update (published) or before it")

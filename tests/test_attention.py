@@ -113,3 +113,8 @@ def test_attention_cli_end_to_end(model, tmp_path, capsys):
     assert "violation-adjacent" in capsys.readouterr().out
     for name in ("attention_table.csv", "attention_contrasts.png", "attention_example_layer1.png"):
         assert (tmp_path / name).stat().st_size > 100
+    assert main(["attention", str(checkpoint), "--layer", "-1", "--puzzles", "2", "--steps", "1", "--bootstrap", "10",
+                 "--out", str(tmp_path / "last"), "--quiet"]) == 0
+    assert set(pd.read_csv(tmp_path / "last" / "attention_table.csv")["layer"]) == {1}
+    assert main(["attention", str(checkpoint), "--layer", "3", "--puzzles", "2", "--quiet"]) == 2
+    assert "this model has 2 layers" in capsys.readouterr().err

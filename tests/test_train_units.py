@@ -108,10 +108,27 @@ def test_ema_average_and_swap():
     ema = EMA(model, 0.9)
     with torch.no_grad():
         model.weight.fill_(3.0)
-    ema.update(model)
+    ema.update(model, step=1000)  # past the warm-up: decay 0.9
     with ema.applied(model):
         torch.testing.assert_close(model.weight, torch.full((1, 2), 1.2))
     torch.testing.assert_close(model.weight.detach(), torch.full((1, 2), 3.0))
+
+
+def test_ema_warm_up_forgets_the_initial_weights_of_a_short_run():
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, 0.999)
+    assert ema.decay_at(1) == pytest.approx(2 / 11) and ema.decay_at(100_000) == 0.999
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    initial_share = 1.0
+    for step in range(1, 1001):
+        ema.update(model, step)
+        initial_share *= ema.decay_at(step)
+    with ema.applied(model):
+        assert model.weight.item() == pytest.approx(1 - initial_share)
+    assert initial_share < 1e-6 < 0.999 ** 1000
 
 
 def test_sampler_epochs_visit_each_group_once_and_is_stateless():

@@ -175,7 +175,7 @@ class Trainer:
         self.step += 1
         self._apply_optimizers(used_rows)
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update(self.model, self.step)
         return metrics
 
     def _sum_gradients(self, puzzle_ids: torch.Tensor) -> torch.Tensor:

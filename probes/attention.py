@@ -1,6 +1,6 @@
 """Attention contrasts: does the L-update attend more locally than the H-update? (SPEC 3)
 
-At chosen ACT steps (the paper's 2, 4, ..., 14, 15) the first L sub-step and the first H sub-step
+At chosen ACT steps (the paper's 2, 4, ..., 14, 15 of 16; see :func:`paper_steps`) the first L sub-step and the first H sub-step
 of the segment are compared, layer by layer. Attention probabilities are taken among content
 positions (prefix positions dropped, rows renormalised) and, per query cell, contrasts are
 averaged over heads:
@@ -41,9 +41,15 @@ from .render import draw_grid, save_figure
 PAPER_STEPS = (2, 4, 6, 8, 10, 12, 14, 15)
 
 
+def paper_steps(n_steps: int) -> tuple[int, ...]:
+    """The paper's ACT steps that a model of ``n_steps`` ACT steps has, and its last step (the
+    paper's 15): for 16 steps exactly the paper's, for 8 steps 2, 4, 6, 7."""
+    return tuple(sorted({s for s in PAPER_STEPS if s < n_steps} | {n_steps - 1}))
+
+
 @dataclass(frozen=True)
 class AttentionOptions:
-    steps: tuple[int, ...] = PAPER_STEPS
+    steps: Optional[tuple[int, ...]] = None  # None: paper_steps(halt_max_steps)
     layers: Optional[tuple[int, ...]] = None  # None: every layer
     violation_timing: str = "after"  # "after" (as published) or "before" the H-update
     violation_scope: Optional[str] = None  # None: the task's published choice; "board" / "neighbourhood"
@@ -147,11 +153,12 @@ def attention_contrasts(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray
                         progress: bool = True) -> pd.DataFrame:
     """One row per puzzle x step x layer x query cell with every contrast (see module docstring)."""
     cfg = model.cfg
-    steps = tuple(s for s in options.steps if s < cfg.halt_max_steps)
+    requested = paper_steps(cfg.halt_max_steps) if options.steps is None else options.steps
+    steps = tuple(s for s in requested if s < cfg.halt_max_steps)
     layers = tuple(options.layers) if options.layers is not None else tuple(range(cfg.layers_of("L")))
     bad = [layer for layer in layers if not 0 <= layer < min(cfg.layers_of("L"), cfg.layers_of("H"))]
     if bad or not steps:
-        raise ValueError(f"no such layer {bad} or no ACT step below {cfg.halt_max_steps} among {options.steps}")
+        raise ValueError(f"no such layer {bad} or no ACT step below {cfg.halt_max_steps} among {requested}")
     collector = _Collector(model, replace(options, steps=steps), layers)
     inputs, labels = np.asarray(inputs), np.asarray(labels)
     with torch.inference_mode(), model.hooks(fwd_hooks=collector.hooks()):

@@ -110,7 +110,7 @@ def _attention(args: argparse.Namespace) -> None:
                                  f"or -1 for the last); the paper's models have 4")
         args.layer %= n_layers
     options = AttentionOptions(
-        steps=tuple(_steps(args.steps, model.cfg.halt_max_steps)),
+        steps=tuple(_steps(args.steps, model.cfg.halt_max_steps)) if args.steps else None,
         layers=None if args.layer is None else (args.layer,),
         violation_timing=args.violation_timing, violation_scope=args.violation_scope,
         include_self=None if args.self_in_neighbourhood == "published" else args.self_in_neighbourhood == "yes",
@@ -234,7 +234,8 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
                     "class, with the paper's row-level 95%% CI and a puzzle-level bootstrap 95%% CI.")
     attention.add_argument("checkpoint", nargs="?", help="checkpoint (default: the embedded Sudoku Lx_H model)")
     attention.add_argument("--layer", type=int, help="one layer only, -1 = the last (default: every layer)")
-    attention.add_argument("--steps", default="2,4,6,8,10,12,14,15", help="ACT steps (default: the paper's)")
+    attention.add_argument("--steps", help="ACT steps (default: the paper's 2,4,...,14,15 of 16 steps; for a model "
+                                           "with fewer steps those it has and its last, e.g. 2,4,6,7 of 8)")
     attention.add_argument("--violation-timing", default="after", choices=("after", "before"),
                            help="violation set from z_H after the measured H-update (published) or before it")
     attention.add_argument("--violation-scope", choices=("board", "neighbourhood"),

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from air_interp.cli import main
-from air_interp.probes.attention import AttentionOptions, attention_contrasts, summarize
+from air_interp.probes.attention import PAPER_STEPS, AttentionOptions, attention_contrasts, paper_steps, summarize
 from air_interp.probes.lens import decode_state
 from air_interp.tasks import get_task
 from conftest import sudoku_test_puzzles, tiny_model
@@ -113,8 +113,15 @@ def test_attention_cli_end_to_end(model, tmp_path, capsys):
     assert "violation-adjacent" in capsys.readouterr().out
     for name in ("attention_table.csv", "attention_contrasts.png", "attention_example_layer1.png"):
         assert (tmp_path / name).stat().st_size > 100
-    assert main(["attention", str(checkpoint), "--layer", "-1", "--puzzles", "2", "--steps", "1", "--bootstrap", "10",
-                 "--out", str(tmp_path / "last"), "--quiet"]) == 0
+    assert main(["attention", str(checkpoint), "--layer", "-1", "--puzzles", "2", "--bootstrap", "10",
+                 "--out", str(tmp_path / "last"), "--quiet"]) == 0  # default steps: those of the paper's it has
+    assert set(pd.read_csv(tmp_path / "last" / "attention_rows.csv")["step"]) == set(paper_steps(model.cfg.halt_max_steps))
     assert set(pd.read_csv(tmp_path / "last" / "attention_table.csv")["layer"]) == {1}
     assert main(["attention", str(checkpoint), "--layer", "3", "--puzzles", "2", "--quiet"]) == 2
     assert "this model has 2 layers" in capsys.readouterr().err
+
+
+def test_paper_steps_scale_to_shorter_rollouts():
+    assert paper_steps(16) == PAPER_STEPS
+    assert paper_steps(8) == (2, 4, 6, 7)
+    assert paper_steps(2) == (1,)

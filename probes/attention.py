@@ -218,14 +218,17 @@ def plot_contrasts(summary: pd.DataFrame, path: Path, title: str = "") -> list[P
 
 
 def plot_example(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, puzzle: int, layer: int,
-                 head: int = 0, query: Optional[int] = None, steps: Sequence[int] = (2, 8, 15),
+                 head: int = 0, query: Optional[int] = None, steps: Optional[Sequence[int]] = None,
                  path: Path = Path("attention_example")) -> list[Path]:
     """Figures 10-13: one query, one head, the L map beside the H map, at several ACT steps (temporal
-    persistence), with the query's neighbourhood outlined."""
+    persistence; default the paper's 2, 8, 15 of 16 steps, scaled: 2, 4, 7 of 8), with the query's
+    neighbourhood outlined."""
     task = get_task(model.cfg.task)
     queries = np.flatnonzero(task.attention_queries(inputs[puzzle], labels[puzzle]))
     query = int(queries[0]) if query is None else query
-    steps = [s for s in steps if s < model.cfg.halt_max_steps]
+    n_steps = model.cfg.halt_max_steps
+    steps = sorted({2, n_steps // 2, n_steps - 1}) if steps is None else steps
+    steps = [s for s in steps if 0 <= s < n_steps]
     l_sub, h_sub = first_sub_steps(model)
     names = [f"step.{s}.sub.{k}.layer.{layer}.attn.hook_pattern" for s in steps for k in (l_sub, h_sub)]
     with torch.inference_mode():

@@ -13,6 +13,12 @@ DEFAULT_CHECKPOINT = CHECKPOINTS / "sudoku_Lx_H.safetensors"
 DEFAULT_DATASETS = {"sudoku": DATA / "sudoku-easy50", "maze10": DATA / "maze-10", "maze15": DATA / "maze-15"}
 
 
+def repo_relative(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (for manifests that travel)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def default_checkpoint() -> Path:
     if not DEFAULT_CHECKPOINT.is_file():
         raise AirInterpError(f"no default checkpoint at {DEFAULT_CHECKPOINT}; pass a checkpoint path")

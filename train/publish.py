@@ -31,11 +31,6 @@ from .evaluate import evaluate
 SAMPLE = 200
 
 
-def _relative(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
 def latest_step(run: Path) -> int:
     checkpoint = latest_checkpoint(run)
     if checkpoint is None:

@@ -1,0 +1,63 @@
+"""The embedded default checkpoints and the committed figures: each still is what its card says."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from air_interp.checkpoints import load_model
+from air_interp.data import load_dataset
+from air_interp.defaults import CHECKPOINTS, DEFAULT_CHECKPOINT, REPO, default_dataset
+from air_interp.probes.figures import DEFAULT_MODELS
+from air_interp.probes.freeze import freeze_table, run_freeze
+from air_interp.train.evaluate import evaluate
+
+FIGURES = REPO / "figures"
+
+
+def card(name: str) -> dict:
+    return json.loads((CHECKPOINTS / f"{name}.json").read_text())
+
+
+def test_every_default_model_has_a_checkpoint_card_and_log():
+    assert DEFAULT_CHECKPOINT == CHECKPOINTS / "sudoku_Lx_H.safetensors"
+    for name in DEFAULT_MODELS:
+        assert (CHECKPOINTS / f"{name}.safetensors").stat().st_size < 5e6, name
+        assert card(name)["name"] == name
+        assert (CHECKPOINTS / "logs" / name / "metrics.jsonl").stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", DEFAULT_MODELS)
+def test_default_checkpoint_reproduces_its_stored_test_accuracy_on_a_sample(name):
+    stored = card(name)
+    model = load_model(CHECKPOINTS / f"{name}.safetensors")
+    assert (model.cfg.variant, model.cfg.task) == (stored["variant"], stored["task"])
+    assert default_dataset(model.cfg.task) == REPO / stored["dataset"]  # probes read the data it was trained on
+    split = load_dataset(REPO / stored["dataset"]).split("test")
+    result = evaluate(model, split.take(np.arange(stored["sample"]["puzzles"])))
+    # summation order may differ from the card's run by a rounding; one puzzle either way at most
+    assert result["exact_accuracy"] == pytest.approx(stored["sample"]["exact_accuracy"], abs=1.01 / result["count"])
+    assert result["accuracy"] == pytest.approx(stored["sample"]["accuracy"], abs=1e-3)
+
+
+def test_committed_freeze_table_is_regenerated_from_the_default():
+    manifest = json.loads((FIGURES / "manifest.json").read_text())
+    puzzles = manifest["test_puzzles_per_model"]
+    model = load_model(CHECKPOINTS / "sudoku_Lx_H.safetensors")
+    split = load_dataset(default_dataset("sudoku")).split("test")
+    _, per_puzzle = run_freeze([model], split.inputs[:puzzles], split.labels[:puzzles], progress=False)
+    committed = pd.read_csv(FIGURES / "sudoku_Lx_H_freeze_table.csv")
+    pd.testing.assert_frame_equal(freeze_table(per_puzzle).reset_index(drop=True), committed,
+                                  check_dtype=False, rtol=1e-3)
+
+
+def test_committed_figures_were_made_from_the_committed_checkpoints():
+    from air_interp.probes.figures import sha256
+
+    outputs = json.loads((FIGURES / "manifest.json").read_text())["outputs"]
+    made_from = {(entry["checkpoint"], entry["sha256"]) for entry in outputs if "sha256" in entry}
+    assert {Path(path).name for path, _ in made_from} == {f"{name}.safetensors" for name in DEFAULT_MODELS}
+    for path, digest in made_from:
+        assert sha256(CHECKPOINTS / Path(path).name) == digest, path
+    assert all((FIGURES / entry["file"]).stat().st_size > 0 for entry in outputs)

@@ -10,7 +10,9 @@ CHECKPOINTS = REPO / "checkpoints"
 DATA = REPO / "data"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "sudoku_Lx_H.safetensors"
 # The data each task's default models were trained on (their model cards name it too).
-DEFAULT_DATASETS = {"sudoku": DATA / "sudoku-easy50", "maze10": DATA / "maze-10", "maze15": DATA / "maze-15"}
+DEFAULT_DATASETS = {
+    "sudoku": DATA / "sudoku-easy50", "maze8": DATA / "maze-8-unique", "maze10": DATA / "maze-10", "maze15": DATA / "maze-15",
+}
 
 
 def repo_relative(path: Path) -> str:

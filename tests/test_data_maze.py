@@ -99,3 +99,27 @@ def test_thirty_by_thirty_uses_the_upstream_rule():
     maze = next(gen.maze_stream(30, np.random.default_rng(0)))
     assert maze.path_length > 110
     assert get_task("maze").check_solution(maze.puzzle.reshape(-1), maze.label.reshape(-1)) is None
+
+
+def shortest_path_cells(grid: np.ndarray) -> tuple[int, int]:
+    """(length L, number of cells on some shortest S->G path); the path is unique iff cells == L + 1."""
+    from_start = bfs(grid, tuple(np.argwhere(grid == START)[0]))
+    to_goal = bfs(grid, tuple(np.argwhere(grid == GOAL)[0]))
+    length = from_start[tuple(np.argwhere(grid == GOAL)[0])]
+    return length, sum(from_start[cell] + to_goal.get(cell, length + 1) == length for cell in from_start)
+
+
+def test_unique_path_mazes_have_one_shortest_path_that_survives_symmetry():
+    unique = generate_mazes(12, 30, 10, seed=4, progress=False, unique_path=True)
+    assert unique.manifest["source"]["unique_path"] is True
+    for inp in np.concatenate([unique.train.inputs, unique.test.inputs]):
+        length, cells = shortest_path_cells(inp.reshape(12, 12))
+        assert cells == length + 1
+    augmented = augment(unique.train, unique.task, 7, seed=0)
+    for inp, lab in zip(augmented.inputs, augmented.labels):
+        assert np.array_equal(lab.reshape(12, 12), expected_label(inp.reshape(12, 12)))
+
+
+def test_without_the_filter_ties_are_common(mazes):
+    tied = [cells > length + 1 for length, cells in (shortest_path_cells(i.reshape(12, 12)) for i in mazes.train.inputs)]
+    assert sum(tied) > len(tied) // 2

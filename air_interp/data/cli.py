@@ -73,10 +73,13 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
         "maze", help="Searchformer-style mazes with a long shortest path",
         description="30-50%% random walls, S on a random open cell, G on a random open cell whose shortest "
         "path from S is longer than --min-path steps (default: 110 at 30x30, the upstream rule, scaled by "
-        "area for other sizes). The label is the shortest path with the up-right-down-left tie-break.",
+        "area for other sizes). The label is the shortest path with the up-right-down-left tie-break; "
+        "--unique-path keeps only mazes where that path is the only shortest one, so the label survives "
+        "the rotations and reflections of training augmentation.",
     )
     maze.add_argument("--size", type=int, default=30, help="side of the square maze (default 30)")
     maze.add_argument("--min-path", type=int, help="path-length threshold in steps")
+    maze.add_argument("--unique-path", action="store_true", help="only mazes with a single shortest path")
     for kind in (sudoku, maze):
         kind.add_argument("--train", type=int, default=1000, help="train puzzles (default 1000)")
         kind.add_argument("--test", type=int, default=1000, help="test puzzles (default 1000)")
@@ -169,7 +172,9 @@ def run_generate(args: argparse.Namespace) -> None:
     else:
         if not 4 <= args.size <= 64:
             raise AirInterpError("--size must be between 4 and 64")
-        dataset = generate.generate_mazes(args.size, args.train, args.test, args.seed, args.min_path, not args.quiet)
+        dataset = generate.generate_mazes(
+            args.size, args.train, args.test, args.seed, args.min_path, not args.quiet, args.unique_path,
+        )
     _save(dataset, args.out)
 
 

@@ -76,16 +76,20 @@ def generate_sudoku(
 
 def generate_mazes(
     side: int, n_train: int, n_test: int, seed: int, min_path: int | None = None, progress: bool = True,
+    unique_path: bool = False,
 ) -> Dataset:
-    """Mazes of ``side x side`` with a shortest path longer than ``min_path`` (see :mod:`air_interp.data.maze`)."""
+    """Mazes of ``side x side`` with a shortest path longer than ``min_path``, optionally the only
+    shortest path (see :mod:`air_interp.data.maze`)."""
     task = get_task(f"maze{side}")
     threshold = maze_gen.default_min_path(side) if min_path is None else min_path
-    stream = maze_gen.maze_stream(side, np.random.default_rng(seed), threshold)
+    stream = maze_gen.maze_stream(side, np.random.default_rng(seed), threshold, unique_path)
     kept, duplicates = _collect(
         stream, n_train, n_test, lambda m: maze_gen.canonical_bytes(m.puzzle), f"maze {side}x{side}", progress,
     )
     rows = [(m.puzzle.reshape(-1), m.label.reshape(-1), float(m.path_length), m.index) for m in kept]
     params = {"side": side, "min_path": threshold, "wall_fraction": list(maze_gen.WALL_FRACTION)}
+    if unique_path:
+        params["unique_path"] = True
     return _dataset(task, rows, n_train, f"generated-maze{side}", seed, params, kept, duplicates)
 
 

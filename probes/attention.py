@@ -70,10 +70,19 @@ def first_sub_steps(model: HookedAIR) -> tuple[int, int]:
     return schedule.index("L"), schedule.index("H")
 
 
+MIN_CONTENT_MASS = 1e-6
+
+
 def content_pattern(pattern: torch.Tensor, seq_len: int) -> torch.Tensor:
-    """Attention among content positions (the last ``seq_len``), rows renormalised, fp32."""
+    """Attention among content positions (the last ``seq_len``), rows renormalised, fp32.
+
+    A row with less than ``MIN_CONTENT_MASS`` on content is NaN: its head is parked on the prefix
+    (an attention sink; trained models do this at layer 0, with content mass underflowing to 0),
+    and renormalising would turn 0/0 or rounding noise into a distribution. Head averages skip it.
+    """
     p = pattern[..., -seq_len:, -seq_len:].float()
-    return p / p.sum(-1, keepdim=True)
+    mass = p.sum(-1, keepdim=True)
+    return torch.where(mass >= MIN_CONTENT_MASS, p / mass.clamp_min(MIN_CONTENT_MASS), torch.nan)
 
 
 def normalised_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -112,7 +121,7 @@ class _Collector:
     def _keep(self, kind: str, layer: int):
         def keep(pattern: torch.Tensor, hook) -> None:
             p = content_pattern(pattern, self.seq_len)
-            self.store[(kind, layer)] = (p.mean(1), normalised_entropy(p).mean(1))
+            self.store[(kind, layer)] = (p.nanmean(1), normalised_entropy(p).nanmean(1))
 
         return keep
 
@@ -174,15 +183,19 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
 
 def summarize(table: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Per layer x query class (and "all") x metric: n rows, n puzzles, mean, row-level 95% CI,
-    puzzle-level bootstrap 95% CI and the fraction of rows above zero."""
+    puzzle-level bootstrap 95% CI and the fraction of rows above zero. NaN rows (every head of the
+    L or H map on the prefix, see :func:`content_pattern`) are left out and not counted."""
     rng = np.random.default_rng(seed)
     out = []
     for cls, part in [("all", table), *table.groupby("cls")]:
-        for layer, rows in part.groupby("layer"):
-            puzzles, codes = np.unique(rows["puzzle"].to_numpy(), return_inverse=True)
-            resample = rng.integers(0, len(puzzles), size=(n_boot, len(puzzles)))
-            counts = np.bincount(codes, minlength=len(puzzles))
+        for layer, layer_rows in part.groupby("layer"):
             for metric in metric_columns(table):
+                rows = layer_rows[layer_rows[metric].notna()]
+                if rows.empty:
+                    continue
+                puzzles, codes = np.unique(rows["puzzle"].to_numpy(), return_inverse=True)
+                resample = rng.integers(0, len(puzzles), size=(n_boot, len(puzzles)))
+                counts = np.bincount(codes, minlength=len(puzzles))
                 values = rows[metric].to_numpy(dtype=np.float64)
                 sums = np.bincount(codes, weights=values, minlength=len(puzzles))
                 boot = sums[resample].sum(1) / np.maximum(counts[resample].sum(1), 1)

@@ -65,6 +65,34 @@ def test_contrasts_on_hand_made_patterns_have_known_values(model, puzzles):
     assert len(rows) == blank.sum() * 2  # every blank cell, two layers
 
 
+def sink_pattern(model, heads: int) -> torch.Tensor:
+    """The local pattern, except that the first ``heads`` heads put every query's mass on the
+    first prefix position (an attention sink)."""
+    cfg = model.cfg
+    pattern = hand_pattern(model, True).expand(cfg.n_heads, -1, -1).clone()
+    pattern[:heads, cfg.prefix_len:] = 0.0
+    pattern[:heads, cfg.prefix_len:, 0] = 1.0
+    return pattern
+
+
+@pytest.mark.parametrize("sink_heads", [1, "all"])
+def test_sink_heads_are_left_out_of_the_head_average(model, puzzles, sink_heads):
+    inputs, labels = puzzles
+    assert model.cfg.prefix_len > 0
+    heads = model.cfg.n_heads if sink_heads == "all" else sink_heads
+    sink, spread = sink_pattern(model, heads), hand_pattern(model, False)
+    forced = [(f"step.2.sub.{sub}.layer.{layer}.attn.hook_pattern",
+               lambda p, hook, m=(sink if kind == "L" else spread): m.expand_as(p).clone())
+              for sub, kind in ((0, "L"), (2, "H")) for layer in range(2)]
+    with model.hooks(fwd_hooks=forced):
+        rows = attention_contrasts(model, inputs, labels, AttentionOptions(steps=(2,)), progress=False)
+    if sink_heads == "all":
+        assert rows["d_nbr"].isna().all() and summarize(rows).empty
+    else:
+        assert np.allclose(rows["d_nbr"], 1.0, atol=1e-6)
+        assert np.allclose(rows["d_ent"], (math.log(60) - math.log(21)) / math.log(81), atol=1e-6)
+
+
 def test_batched_equals_one_puzzle_at_a_time(model, puzzles):
     inputs, labels = puzzles
     batched = attention_contrasts(model, inputs, labels, batch_size=3, progress=False)
@@ -100,6 +128,9 @@ def test_summary_statistics_against_numpy():
     assert row["mean"] == pytest.approx(values.mean())
     assert row["row_ci_high"] - row["row_ci_low"] == pytest.approx(2 * half)
     assert row["frac_positive"] == pytest.approx((values > 0).mean())
+    with_nan = table.assign(d_nbr=np.where(np.arange(300) % 3 == 0, np.nan, table["d_nbr"]))
+    kept = summarize(with_nan).query("cls == 'all'").iloc[0]
+    assert kept["n_rows"] == 200 and kept["mean"] == pytest.approx(np.nanmean(with_nan["d_nbr"]))
     # puzzle effects make the puzzle-level interval much wider than the row-level one
     assert row["boot_ci_high"] - row["boot_ci_low"] > 2 * (row["row_ci_high"] - row["row_ci_low"])
     assert row["boot_ci_low"] < row["mean"] < row["boot_ci_high"]

@@ -101,24 +101,49 @@ def recurrence_claims(name: str, card: dict) -> list[dict[str, str]]:
     return [_row("exact accuracy rises over ACT steps (the recurrence matters)", name, number, verdict)]
 
 
+MIN_UNDECIDED_GAP = 0.01  # 1% of cells: below it a model shows no z_L-vs-z_H undecided split
+
+
+def _undecided_gap(decode: pd.DataFrame) -> float:
+    """How much more of z_L than of z_H decodes to undecided, at its peak over sub-steps."""
+    peak = decode.groupby("state")["undecided"].max()
+    return float(peak["z_L"] - peak["z_H"])
+
+
+def _locality_split(attention: pd.DataFrame, task: str) -> tuple[float, bool]:
+    """Mean |locality contrast| over layers, and whether some layer's bootstrap CI excludes 0."""
+    rows = locality(attention, task)
+    excludes_zero = bool(((rows["boot_ci_low"] > 0) | (rows["boot_ci_high"] < 0)).any())
+    return float(rows["mean"].abs().mean()), excludes_zero
+
+
 def split_claims(asymmetric: str, symmetric: str, tables: dict[str, dict[str, pd.DataFrame]], task: str
                  ) -> list[dict[str, str]]:
-    """The symmetric model loses the split: a smaller z_L-vs-z_H undecided gap and a smaller L-vs-H
-    locality contrast than the asymmetric model."""
-    def gap(name: str) -> float:
-        undecided = tables[name]["decode"].groupby("state")["undecided"].mean()
-        return undecided["z_L"] - undecided["z_H"]
+    """The symmetric model loses the split: where the asymmetric model separates z_L from z_H (an
+    undecided gap of at least ``MIN_UNDECIDED_GAP``, a locality contrast whose CI excludes 0), the
+    symmetric model's separation is less than half as large.
 
-    def contrast(name: str) -> float:
-        return locality(tables[name]["attention"], task)["mean"].mean()
-
-    gaps, contrasts = (gap(asymmetric), gap(symmetric)), (contrast(asymmetric), contrast(symmetric))
-    smaller = [abs(b) < 0.5 * abs(a) for a, b in (gaps, contrasts)]
-    number = (f"undecided gap z_L - z_H {gaps[0]:.3f} vs {gaps[1]:.3f}; mean locality contrast "
-              f"{contrasts[0]:+.3f} vs {contrasts[1]:+.3f} (asymmetric vs symmetric)")
-    verdict = HOLDS if all(smaller) else FAILS if not any(smaller) else UNCLEAR
-    if any(pd.isna(value) for value in contrasts):
+    Only the signs of a split the asymmetric model shows can be lost, so a measure on which it shows
+    none is not used, and both models must solve something: an untrained control "loses" every
+    split trivially. No usable measure, or a weak model, is ``unclear``.
+    """
+    gaps = [_undecided_gap(tables[name]["decode"]) for name in (asymmetric, symmetric)]
+    (contrast_a, shown), (contrast_s, _) = (_locality_split(tables[name]["attention"], task)
+                                            for name in (asymmetric, symmetric))
+    number = (f"undecided gap z_L - z_H {gaps[0]:.3f} vs {gaps[1]:.3f}; mean |locality contrast| "
+              f"{contrast_a:.3f} vs {contrast_s:.3f} (asymmetric vs symmetric)")
+    measures = []
+    if gaps[0] >= MIN_UNDECIDED_GAP:
+        measures.append(abs(gaps[1]) < 0.5 * gaps[0])
+    if shown:
+        measures.append(contrast_s < 0.5 * contrast_a)
+    exact = [tables[name]["freeze"].set_index("freeze").loc["none", "exact_mean"] for name in (asymmetric, symmetric)]
+    if min(exact) == 0:
+        number += f"; exact {exact[0]:.1%} vs {exact[1]:.1%}: a model that solves nothing cannot decide it"
+    if min(exact) == 0 or not measures or pd.isna(contrast_s):
         verdict = UNCLEAR
+    else:
+        verdict = HOLDS if all(measures) else FAILS if not any(measures) else UNCLEAR
     return [_row("the symmetric model loses the split", f"{asymmetric} vs {symmetric}", number, verdict)]
 
 

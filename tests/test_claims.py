@@ -55,9 +55,25 @@ def test_recurrence_and_split_claims():
     assert verdicts(recurrence_claims("m", {"test": {"exact_by_step": [0.1, 0.4, 0.6]}})) == [HOLDS]
     assert verdicts(recurrence_claims("m", {"test": {"exact_by_step": [0.6, 0.6, 0.6]}})) == [FAILS]
     assert verdicts(recurrence_claims("m", {"test": {"exact_by_step": [0.0, 0.0]}})) == [UNCLEAR]
-    tables = {
-        "a": {"decode": decode_summary(0.0, 0.4), "attention": attention_table([0.1, 0.2], [0.2, 0.3])},
-        "s": {"decode": decode_summary(0.0, 0.05), "attention": attention_table([-0.01, 0.0], [0.01, 0.02])},
+
+
+
+def split_tables(gap_a: float, gap_s: float, exact_s: float = 0.5) -> dict:
+    return {
+        "a": {"decode": decode_summary(0.0, gap_a), "attention": attention_table([-0.3, 0.2], [-0.2, 0.3]),
+              "freeze": freeze_table(100, 30, sem=1)},
+        "s": {"decode": decode_summary(0.0, gap_s), "attention": attention_table([-0.01, 0.0], [0.01, 0.02]),
+              "freeze": freeze_table(100, 30, sem=1, exact=exact_s)},
     }
-    assert verdicts(split_claims("a", "s", tables, "sudoku")) == [HOLDS]
-    assert verdicts(split_claims("s", "a", tables, "sudoku")) == [FAILS]
+
+
+def test_split_claim_uses_only_the_splits_the_asymmetric_model_shows():
+    assert verdicts(split_claims("a", "s", split_tables(0.4, 0.05), "sudoku")) == [HOLDS]
+    assert verdicts(split_claims("s", "a", split_tables(0.4, 0.05), "sudoku")) == [FAILS]
+    # no undecided gap in the asymmetric model: the locality contrast alone decides (a negative one counts)
+    assert verdicts(split_claims("a", "s", split_tables(0.0, 0.3), "sudoku")) == [HOLDS]
+    # the gap survives in the symmetric model while the locality contrast goes: mixed
+    assert verdicts(split_claims("a", "s", split_tables(0.4, 0.4), "sudoku")) == [UNCLEAR]
+    # an untrained symmetric control loses every split trivially
+    weak = split_claims("a", "s", split_tables(0.4, 0.0, exact_s=0.0), "sudoku")[0]
+    assert weak["verdict"] == UNCLEAR and "solves nothing" in weak["number"]

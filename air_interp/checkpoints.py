@@ -32,6 +32,7 @@ FORMAT = "air-interp"
 FORMAT_VERSION = "1"
 _COMPILED_PREFIX = "_orig_mod."
 _STEP_FILE = re.compile(r"step_(\d+)")
+RUN_LATEST, RUN_MODEL_FILE = "latest", "model.safetensors"  # a training run: <run>/latest/model.safetensors
 _UPSTREAM_TASKS = ("sudoku", "maze")  # what the public code trains on, recognised by vocabulary size
 
 # ---- our format ------------------------------------------------------------------------------
@@ -237,16 +238,30 @@ def _public_variant_name(cfg: AIRConfig) -> str:
 # ---- entry points ------------------------------------------------------------------------------
 
 
+def checkpoint_file(path: PathLike) -> Path:
+    """The file :func:`load_model` reads for ``path``: a file as is; for a directory, the latest
+    model of one of our training runs (``<run>/latest/model.safetensors``), the model of one of its
+    checkpoint directories, or the highest ``step_<N>`` of a public run."""
+    path = Path(path)
+    if not path.exists():
+        raise AirInterpError(f"{path}: no such file or directory")
+    if path.is_dir():
+        for candidate in (path / RUN_LATEST / RUN_MODEL_FILE, path / RUN_MODEL_FILE):
+            if candidate.is_file():
+                return candidate.resolve()  # the step behind "latest", which a running job may move
+        return _official_step_file(path)
+    return path
+
+
 def load_model(path: PathLike, device: Union[str, torch.device, None] = None, seq_len: Optional[int] = None) -> HookedAIR:
-    """Load any checkpoint: our ``.safetensors`` file, or the public code's ``step_<N>`` / run dir.
+    """Load any checkpoint: our ``.safetensors`` file or training run, or the public code's
+    ``step_<N>`` / run dir (see :func:`checkpoint_file`).
 
     The model comes back in eval mode. ``seq_len`` is only needed for a public RoPE checkpoint
     whose vocabulary does not tell the task.
     """
-    path = Path(path)
-    if not path.exists():
-        raise AirInterpError(f"{path}: no such file or directory")
-    if path.is_file() and _is_safetensors(path):
+    path = checkpoint_file(path)
+    if _is_safetensors(path):
         cfg, tensors = _load_ours(path)
         model = HookedAIR(cfg)
         _assign(model, _checked(model, tensors, path))

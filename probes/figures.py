@@ -15,7 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Optional
 
-from air_interp.checkpoints import load_model
+from air_interp.checkpoints import checkpoint_file, load_model
 from air_interp.data import load_dataset
 from air_interp.defaults import CHECKPOINTS, default_dataset, repo_relative
 from air_interp.errors import AirInterpError
@@ -105,7 +105,8 @@ def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optio
     out = Path(out)
     outputs = []
     for name, path in models.items():
-        source = {"model": name, "checkpoint": repo_relative(path), "sha256": sha256(Path(path))}
+        weights = checkpoint_file(path)
+        source = {"model": name, "checkpoint": repo_relative(weights), "sha256": sha256(weights)}
         for file in model_figures(name, Path(path), out, puzzles, progress):
             outputs.append({"file": file.name, **source})
     for file in claims_tables(out, models):

@@ -19,7 +19,7 @@ from air_interp.train.loop import Trainer, train
 from safetensors.torch import load_file
 from train_helpers import ddp_worker, shift_task, tiny_recipe
 
-from air_interp.checkpoints import load_model
+from air_interp.checkpoints import checkpoint_file, load_model
 from air_interp.config import PRESETS
 from air_interp.errors import AirInterpError
 
@@ -250,6 +250,9 @@ def test_publish_writes_model_card_log_and_a_loadable_model(shift_data, tmp_path
     model = load_model(str(tmp_path / "ckpts" / "shift_Lx_H.safetensors"))
     sample = evaluate(model, load_dataset(shift_data).split("test").take(torch.arange(7).numpy()))
     assert card["sample"] == {"puzzles": 7, "exact_accuracy": sample["exact_accuracy"], "accuracy": sample["accuracy"]}
+    # every probe takes the run directory itself: its latest model
+    assert checkpoint_file(tmp_path / "run") == latest_checkpoint(tmp_path / "run") / "model.safetensors"
+    assert_bit_identical(load_model(tmp_path / "run").state_dict(), model.state_dict())
     assert json.loads((tmp_path / "ckpts" / "shift_Lx_H.json").read_text()) == card
     published_log = (tmp_path / "ckpts" / "logs" / "shift_Lx_H" / "metrics.jsonl").read_text().splitlines()
     assert list(map(json.loads, published_log)) == list(map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()))

@@ -23,12 +23,12 @@ from typing import Any
 
 import torch
 
+from air_interp.checkpoints import RUN_LATEST as LATEST
+from air_interp.checkpoints import RUN_MODEL_FILE as MODEL_FILE
 from air_interp.errors import AirInterpError
 from air_interp.io import atomic_path
 
 CHECKPOINTS = "checkpoints"
-LATEST = "latest"
-MODEL_FILE = "model.safetensors"
 STATE_FILE = "train_state.pt"
 STATE_FORMAT = "air-interp-train-state"
 _STEP_DIR = re.compile(r"step_(\d+)")
@@ -93,15 +93,3 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise AirInterpError(f"{path}: not an air-interp training state")
     return state
-
-
-def resolve_model_path(path: str | Path) -> Path:
-    """A model path from a run directory (its latest checkpoint), a checkpoint directory or a file;
-    anything else (a public run directory, a step file) is returned as is for ``load_model``."""
-    path = Path(path)
-    for candidate in (path / LATEST / MODEL_FILE, path / MODEL_FILE):
-        if candidate.is_file():
-            return candidate
-    if not path.exists():
-        raise AirInterpError(f"{path}: no such checkpoint")
-    return path

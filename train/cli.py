@@ -158,14 +158,13 @@ def _run_eval(args: argparse.Namespace) -> None:
     from air_interp.data import load_dataset
     from air_interp.io import atomic_path
 
-    from .checkpoint import resolve_model_path
     from .evaluate import evaluate
 
     if args.batch_size <= 0:
         raise AirInterpError("--batch-size must be > 0")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise AirInterpError("--device cuda: no CUDA device is available")
-    model = load_model(str(resolve_model_path(args.checkpoint)))
+    model = load_model(args.checkpoint)
     data = load_dataset(args.data)
     if (data.task.seq_len, data.task.vocab_size) != (model.cfg.seq_len, model.cfg.vocab_size):
         raise AirInterpError(f"the checkpoint is a {model.cfg.task} model, {args.data} holds {data.task.name} puzzles")

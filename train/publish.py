@@ -25,7 +25,7 @@ from air_interp.defaults import CHECKPOINTS, REPO
 from air_interp.errors import AirInterpError
 from air_interp.io import atomic_path
 
-from .checkpoint import latest_checkpoint, resolve_model_path
+from .checkpoint import latest_checkpoint
 from .evaluate import evaluate
 
 SAMPLE = 200
@@ -54,7 +54,7 @@ def model_card(run: Path, name: str, sample: int = SAMPLE) -> dict[str, Any]:
         raise AirInterpError(f"{run}: the run has no evaluation at its latest checkpoint (step {step}); "
                              "resume it to a step that evaluates (--eval-every)")
     data = Path(config["train"]["data"])
-    model = load_model(resolve_model_path(run))
+    model = load_model(run)
     split = load_dataset(data if data.is_absolute() else REPO / data).split("test")
     head = evaluate(model, split.take(np.arange(min(sample, len(split)))))
     return {
@@ -73,7 +73,7 @@ def publish(run: Path, name: str, sample: int = SAMPLE, out: Path = CHECKPOINTS)
     if not (run / "config.json").is_file():
         raise AirInterpError(f"{run}: not a training run directory (no config.json)")
     card = model_card(run, name, sample)
-    save_model(load_model(resolve_model_path(run)), out / f"{name}.safetensors")
+    save_model(load_model(run), out / f"{name}.safetensors")
     logs = out / "logs" / name
     logs.mkdir(parents=True, exist_ok=True)
     with atomic_path(logs / "config.json") as tmp:

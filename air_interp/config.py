@@ -49,6 +49,8 @@ _OPERATOR_NAMES = {"minus": "minus_x", "linear": "gx_linear", "nonlinear": "gx_n
 _LEVEL_TOKEN_NAMES = {"addition": "addition", "prepend_strip": "prepend", "prepend_persist": "prepend_persist"}
 # The eight injection variants of the paper's ablation table.
 INJECTION_PRESETS = ("L_Hx", "Lx_H", "L_H2x", "L2x_H", "Lx_H2x", "L2x_Hx", "Lx_Hx", "L2x_H2x")
+# The level-token control table: its (2, 2) base and the three token modes on top of it.
+LEVEL_TOKEN_PRESETS = ("L2x_H2x", "L2x_H2x_token_addition", "L2x_H2x_token_prepend", "L2x_H2x_token_prepend_persist")
 PRESETS = INJECTION_PRESETS + tuple(_NAMED_VARIANTS)
 
 _COUNT_NAME = re.compile(r"L(\d*x)?_H(\d*x)?")

@@ -13,13 +13,11 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from air_interp.checkpoints import load_model
-from air_interp.config import INJECTION_PRESETS
+from air_interp.config import INJECTION_PRESETS, LEVEL_TOKEN_PRESETS
 from air_interp.data import load_dataset
 from air_interp.defaults import default_dataset
 from air_interp.errors import AirInterpError
 from air_interp.train.evaluate import evaluate
-
-LEVEL_TOKEN_VARIANTS = ("L2x_H2x", "L2x_H2x_token_addition", "L2x_H2x_token_prepend", "L2x_H2x_token_prepend_persist")
 
 
 def find_checkpoints(directory: Path) -> list[Path]:
@@ -67,4 +65,4 @@ def injection_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def level_token_table(rows: pd.DataFrame) -> pd.DataFrame:
-    return grouped_table(rows, LEVEL_TOKEN_VARIANTS)
+    return grouped_table(rows, LEVEL_TOKEN_PRESETS)

@@ -265,3 +265,45 @@ def test_publish_writes_model_card_log_and_a_loadable_model(shift_data, tmp_path
                            or '"eval"' not in line))
     with pytest.raises(AirInterpError, match=r"no evaluation at its latest checkpoint \(step 20\)"):
         publish(tmp_path / "run", "x", out=tmp_path / "ckpts")
+
+
+def test_sweep_trains_every_preset_and_seed_resumes_and_feeds_the_tables(shift_data, tmp_path, capsys):
+    from air_interp.probes.tables import accuracy_rows, find_checkpoints, injection_table
+
+    out, data = tmp_path / "sweep", str(shift_data)
+    # a run of the sweep that an interruption left at step 1 of 2
+    run_cli("train", "--preset", "Lx_Hx", "--seed", "1", "--data", data, "--out", str(out / "Lx_Hx_seed1"),
+            "--steps", "1", *TINY_CLI)
+    sweep = ("sweep", "--out", str(out), "--presets", "Lx_H", "Lx_Hx", "--seeds", "0", "1", "--jobs", "2",
+             "--", "--data", data, "--steps", "2", *TINY_CLI)
+    run_cli(*sweep)
+    assert "4 runs finished" in capsys.readouterr().out
+    runs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert runs == ["Lx_H_seed0", "Lx_H_seed1", "Lx_Hx_seed0", "Lx_Hx_seed1"]
+    assert all(read_state(latest_checkpoint(out / run))["step"] == 2 for run in runs)
+    assert records(out / "Lx_Hx_seed1", "train")[0]["step"] == 1  # resumed, not restarted
+    uninterrupted = tmp_path / "uninterrupted"
+    run_cli("train", "--preset", "Lx_Hx", "--seed", "1", "--data", data, "--out", str(uninterrupted),
+            "--steps", "2", *TINY_CLI)
+    assert_bit_identical(weights(out / "Lx_Hx_seed1"), weights(uninterrupted))
+    assert not torch.equal(weights(out / "Lx_H_seed0")["embed_tokens.weight"], weights(out / "Lx_H_seed1")["embed_tokens.weight"])
+
+    logs = {run: (out / run / "metrics.jsonl").read_text() for run in runs}
+    run_cli(*sweep)  # everything finished: nothing changes
+    assert logs == {run: (out / run / "metrics.jsonl").read_text() for run in runs}
+    capsys.readouterr()
+    run_cli("sweep", "--out", str(out), "--presets", "Lx_H", "Lx_Hx", "--list")
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["finished"] * 4
+
+    table = injection_table(accuracy_rows(find_checkpoints(out), data=shift_data, progress=False))
+    assert list(table["variant"]) == ["Lx_H", "Lx_Hx"] and table["maze4"].str.endswith("(n=2)").all()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--presets", "L9_Q"), "unknown variant"),
+    (("--jobs", "0", "--", "--data", "x"), "--jobs must be >= 1"),
+    ((), "new runs need a dataset"),
+])
+def test_sweep_errors(tmp_path, argv, message):
+    with pytest.raises(AirInterpError, match=message):
+        run_cli("sweep", "--out", str(tmp_path / "sweep"), *argv)

@@ -185,10 +185,28 @@ def _print_eval(checkpoint: str, split: str, results: dict[str, Any]) -> None:
     print("  exact accuracy by segment " + " ".join(f"{v:.3f}" for v in results["exact_by_step"]))
 
 
+def _add_sweep(commands: Any) -> None:
+    from .sweep import PRESET_GROUPS, add_sweep_arguments, sweep_command
+
+    parser = commands.add_parser(
+        "sweep", help="train one run per preset and seed (the injection or level-token sweep), resumable",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train one run per (preset, seed) in OUT/<preset>_seed<s>/, JOBS at a time, each an "
+                    "air-interp train process with the options after --. Run the same command again to "
+                    "resume an interrupted sweep.\n\n"
+                    f"preset groups: {', '.join(f'{k} ({len(v)} presets)' for k, v in PRESET_GROUPS.items())}\n\n"
+                    "example:\n  air-interp sweep --out runs/injection --presets injection --seeds 0 1 --jobs 2 "
+                    "-- --scale cpu --data data/sudoku-easy50 --steps 1000 --threads 1\n"
+                    "  air-interp figures --sweep runs/injection     # the injection table")
+    add_sweep_arguments(parser)
+    parser.set_defaults(func=sweep_command)
+
+
 def add_train_parser(subparsers: Any) -> None:
-    """Register ``train`` and ``eval`` on an argparse sub-parser collection."""
+    """Register ``train``, ``eval`` and ``sweep`` on an argparse sub-parser collection."""
     _add_train(subparsers)
     _add_eval(subparsers)
+    _add_sweep(subparsers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,10 +43,22 @@ def test_freeze_claims_follow_the_paper_direction_beyond_two_sem():
     assert verdicts(freeze_claims("m", freeze_table(100, 30, sem=20, exact=0.0)))[3] == UNCLEAR
 
 
+def test_freeze_claims_take_the_paper_direction_of_the_task():
+    """The paper's maze table has more z_L changes with z_H frozen (1,290 -> 2,305), Sudoku fewer."""
+    sudoku = freeze_claims("m", freeze_table(1290, 2305, sem=20), "sudoku")[1]
+    maze = freeze_claims("m", freeze_table(1290, 2305, sem=20), "maze8")[1]
+    assert (sudoku["claim"], sudoku["verdict"]) == ("freezing z_H gives fewer z_L content changes", FAILS)
+    assert (maze["claim"], maze["verdict"]) == ("freezing z_H gives more z_L content changes", HOLDS)
+
+
 def test_attention_claim_needs_every_layer_above_zero():
     assert verdicts(attention_claims("m", attention_table([0.01, 0.2], [0.05, 0.3]), "sudoku")) == [HOLDS]
     assert verdicts(attention_claims("m", attention_table([-0.01, 0.2], [0.05, 0.3]), "sudoku")) == [UNCLEAR]
     assert verdicts(attention_claims("m", attention_table([-0.1, 0.2], [-0.05, 0.3]), "sudoku")) == [FAILS]
+    # no difference at a layer, of either sign, fails "at every layer"; a wide CI stays unclear
+    assert verdicts(attention_claims("m", attention_table([-0.003, 0.2], [0.001, 0.3]), "sudoku")) == [FAILS]
+    assert verdicts(attention_claims("m", attention_table([0.0001, 0.2], [0.0002, 0.3]), "sudoku")) == [FAILS]
+    assert verdicts(attention_claims("m", attention_table([-0.006, 0.2], [0.001, 0.3]), "sudoku")) == [UNCLEAR]
     only_all = attention_claims("m", attention_table([0.01], [0.05], cls="all"), "sudoku")[0]
     assert "all queries" in only_all["claim"] and only_all["verdict"] == HOLDS
 

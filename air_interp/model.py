@@ -178,11 +178,11 @@ class HookedAIR(HookedRootModule):
             if cfg.operator == "hadamard":
                 return z_self, (z_other + z_self) * x
             return z_self, z_other + gx
-        n = cfg.n_L if kind == "L" else cfg.n_H
-        hidden = z_self if n < 2 else z_self + (n - 1) * x
+        x_on_self, x_on_other = _injection_split(kind, cfg.n_L if kind == "L" else cfg.n_H)
+        hidden = z_self if x_on_self == 0 else z_self + x_on_self * x
         if cfg.level_token == "addition":
             hidden = hidden + getattr(self, f"level_token_{kind}").to(hidden.dtype)
-        return hidden, (z_other if n == 0 else z_other + x)
+        return hidden, (z_other if x_on_other == 0 else z_other + x)
 
     def _update(self, kind: str, z_self: torch.Tensor, z_other: torch.Tensor, x: torch.Tensor,
                 gx: Optional[torch.Tensor], rope: Optional[tuple[torch.Tensor, torch.Tensor]],
@@ -341,6 +341,21 @@ class HookedAIR(HookedRootModule):
         from .checkpoints import save_model
 
         save_model(self, path)
+
+
+def _injection_split(kind: str, n_x: int) -> tuple[int, int]:
+    """How many of an update's ``n_x`` copies of x join its own state and how many the other state.
+
+    fp32 addition is not associative and 16 ACT steps amplify a last-bit difference, so this
+    follows the public modules exactly: one x joins the *other* state in an L-update,
+    ``z_L + (z_H + x)``, but the state *itself* in an H-update, ``(z_H + x) + z_L``; two or more
+    join both, ``(z_self + (n-1) x) + (z_other + x)``.
+    """
+    if n_x == 0:
+        return 0, 0
+    if n_x == 1:
+        return (0, 1) if kind == "L" else (1, 0)
+    return n_x - 1, 1
 
 
 def _compile(pattern: str) -> re.Pattern:

@@ -48,60 +48,56 @@ def test_compiled_prefix_and_run_directory_pick_the_highest_step(tmp_path):
     assert same_outputs(newer, load_model(tmp_path), random_batch(newer))
 
 
-@pytest.mark.parametrize("folder, variant", [
-    ("air_1net_Lx_H", "Lx_H"), ("air_1net_gx_linear", "gx_linear"),
-    ("air_1net_L2x_H2x_input_token_prepend_no_strip", "L2x_H2x_token_prepend_persist"), ("hrm_act_v1", "hrm"),
-])
-def test_public_fixtures_load_as_their_variant(folder, variant):
+PUBLIC_FOLDERS = sorted(folder.name for folder in FIXTURES.iterdir())
+PUBLIC_VARIANT_OF = {
+    "air_1net_L2x_H2x_input_token_addition": "L2x_H2x_token_addition",
+    "air_1net_L2x_H2x_input_token_prepend": "L2x_H2x_token_prepend",
+    "air_1net_L2x_H2x_input_token_prepend_no_strip": "L2x_H2x_token_prepend_persist",
+    "air_1net_gx_non_linear": "gx_nonlinear", "air_1net_had_prod": "hadamard", "hrm_act_v1": "hrm",
+}
+
+
+def test_every_public_variant_has_a_fixture():
+    assert len(PUBLIC_FOLDERS) == 16
+
+
+@pytest.mark.parametrize("folder", PUBLIC_FOLDERS)
+def test_public_rollout_is_reproduced_bit_for_bit(folder):
+    """The public code's own fp32 CPU evaluation rollout, equal to the last bit (no tolerance)."""
     model = load_model(FIXTURES / folder / "step_1")
+    variant = PUBLIC_VARIANT_OF.get(folder, folder.removeprefix("air_1net_"))
     assert (model.cfg.variant, model.cfg.d_model, model.cfg.n_layers, model.cfg.forward_dtype) == (
         variant, 64, 2, "float32")
     expected = np.load(FIXTURES / folder / "expected.npz")
     with torch.no_grad():
-        z_H = torch.from_numpy(expected["z_H"])
-        torch.testing.assert_close(model._token_logits(z_H), torch.from_numpy(expected["logits"]), atol=1e-5, rtol=0)
-
-
-# The fixture maker added 0.02 * randn to every parameter AND buffer, the RoPE cos/sin tables
-# included; those are non-persistent, so they are not in step_1. They were reconstructed from its
-# RNG stream (torch CPU generator, seed 0; the tables' noise starts after this many draws, found by
-# matching the noise in the saved tensors to 1e-8), and the rollout is compared with them in place.
-FIXTURE_TABLE_OFFSETS = {"air_1net_Lx_H": 265732, "air_1net_gx_linear": 273924, "hrm_act_v1": 527876}
-# Tolerances: these variants amplify fp32 rounding differently (fp32 vs fp64 of the same rollout
-# differ by 2.4e-5, 7.7e-5 and 3.7e-4); the persistent-level-token fixture is chaotic (fp32 vs fp64
-# differ by 4.7), so no independent implementation can reproduce its 16-step rollout.
-FIXTURE_TOLERANCE = {"air_1net_Lx_H": 1e-4, "air_1net_gx_linear": 5e-4, "hrm_act_v1": 5e-3}
-
-
-def fixture_rope_tables(model, offset):
-    length = model.cfg.carry_len
-    cos, sin = model._rotary(length, torch.device("cpu"))
-    generator = torch.Generator().manual_seed(0)
-    torch.rand(offset, generator=generator)
-    cos = cos + 0.02 * torch.randn(cos.shape, generator=generator)
-    sin = sin + 0.02 * torch.randn(sin.shape, generator=generator)
-    return length, cos, sin
-
-
-@pytest.mark.parametrize("folder", sorted(FIXTURE_TABLE_OFFSETS))
-def test_public_fixtures_reproduce_the_public_rollout(folder):
-    model = load_model(FIXTURES / folder / "step_1")
-    length, cos, sin = fixture_rope_tables(model, FIXTURE_TABLE_OFFSETS[folder])
-    model._rotary._tables[(length, torch.device("cpu"))] = (cos, sin)
-    expected = np.load(FIXTURES / folder / "expected.npz")
-    with torch.no_grad():
         out = model(torch.from_numpy(expected["inputs"]), return_type="all")
     for key in ("z_H", "z_L", "logits", "q_halt_logits"):
-        assert np.abs(getattr(out, key).numpy() - expected[key]).max() <= FIXTURE_TOLERANCE[folder], key
+        assert torch.equal(getattr(out, key), torch.from_numpy(expected[key])), key
 
 
-def test_public_fixture_does_not_match_with_clean_tables():
-    """The reconstruction above is what makes the match: with the true RoPE tables it is far off."""
-    model = load_model(FIXTURES / "air_1net_Lx_H" / "step_1")
-    expected = np.load(FIXTURES / "air_1net_Lx_H" / "expected.npz")
+@pytest.mark.parametrize("folder", PUBLIC_FOLDERS)
+def test_public_checkpoint_round_trips_through_export_bit_for_bit(tmp_path, folder):
+    original = torch.load(FIXTURES / folder / "step_1", weights_only=True)
+    original = {key.removeprefix("_orig_mod."): tensor for key, tensor in original.items()}
+    exported = torch.load(export_official(load_model(FIXTURES / folder / "step_1"), tmp_path, step=3),
+                          weights_only=True)
+    assert exported.keys() == original.keys()
+    for key, tensor in original.items():
+        assert exported[key].dtype == tensor.dtype and torch.equal(exported[key], tensor), key
+    reloaded = load_model(tmp_path / "step_3")
+    assert reloaded.cfg == load_model(FIXTURES / folder / "step_1").cfg
+
+
+def test_summation_order_is_what_makes_the_match(monkeypatch):
+    """With z_H + (z_L + x) in the H-update instead of the public (z_H + x) + z_L, Lx_Hx drifts."""
+    from air_interp import model as model_module
+
+    monkeypatch.setattr(model_module, "_injection_split", lambda kind, n_x: (0, 1) if n_x == 1 else (0, 0))
+    model = load_model(FIXTURES / "air_1net_Lx_Hx" / "step_1")
+    expected = np.load(FIXTURES / "air_1net_Lx_Hx" / "expected.npz")
     with torch.no_grad():
-        out = model(torch.from_numpy(expected["inputs"]), return_type="all")
-    assert np.abs(out.z_H.numpy() - expected["z_H"]).max() > 0.1
+        z_H = model(torch.from_numpy(expected["inputs"]), return_type="all").z_H
+    assert not torch.equal(z_H, torch.from_numpy(expected["z_H"]))
 
 
 # ---- bad input -----------------------------------------------------------------------------------

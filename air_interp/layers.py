@@ -123,18 +123,29 @@ class Attention(nn.Module):
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
         if hooks is not None and hooks.needs_pattern():
-            z = self._explicit(q, k, v, hooks)
+            z = self._with_pattern(q, k, v, hooks)
         else:
             z = self._fused(q, k, v)
         z = _hook(hooks and hooks.hook_z, z)
         return self.out(z.reshape(batch, length, d_model))
 
-    def _explicit(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hooks: "AttnHooks") -> torch.Tensor:
-        """Attention with the probabilities materialised, so the pattern hook can read or edit them."""
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (batch, head, pos, head_dim)
-        scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(self.head_dim)
-        pattern = hooks.hook_pattern(scores.softmax(dim=-1))
-        return (pattern.to(v.dtype) @ v).transpose(1, 2)
+    def _with_pattern(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hooks: "AttnHooks") -> torch.Tensor:
+        """Attention with the probabilities materialised for the pattern hook.
+
+        A hook that only reads the pattern leaves the output (and so the whole rollout) bit-identical
+        to an unhooked run: the probabilities are a side computation, as in the public analysis
+        scripts. Only a hook that edits them (returns another tensor or changes it in place) or a
+        backward hook on them makes the output ``pattern @ v``.
+        """
+        with torch.inference_mode(False):  # a normal tensor even under inference mode: in-place edits show
+            scores = (q.transpose(1, 2) @ k.permute(0, 2, 3, 1)).float() / math.sqrt(self.head_dim)
+            pattern = scores.softmax(dim=-1)
+        version = pattern._version
+        hooked = hooks.hook_pattern(pattern)
+        edited = hooked is not pattern or hooked._version != version
+        if not (edited or hooks.hook_pattern._backward_hooks):
+            return self._fused(q, k, v)
+        return (hooked.to(v.dtype) @ v.transpose(1, 2)).transpose(1, 2)
 
     @staticmethod
     def _fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -54,6 +54,7 @@ class AttentionOptions:
     violation_timing: str = "after"  # "after" (as published) or "before" the H-update
     violation_scope: Optional[str] = None  # None: the task's published choice; "board" / "neighbourhood"
     include_self: Optional[bool] = None  # None: the task's published choice
+    skip_sink_heads: bool = False  # True: leave heads parked on the prefix out (see content_pattern)
 
     def spec(self, task: Task) -> AttentionSpec:
         spec = task.attention_spec
@@ -73,16 +74,20 @@ def first_sub_steps(model: HookedAIR) -> tuple[int, int]:
 MIN_CONTENT_MASS = 1e-6
 
 
-def content_pattern(pattern: torch.Tensor, seq_len: int) -> torch.Tensor:
+def content_pattern(pattern: torch.Tensor, seq_len: int, skip_sink_heads: bool = False) -> torch.Tensor:
     """Attention among content positions (the last ``seq_len``), rows renormalised, fp32.
 
-    A row with less than ``MIN_CONTENT_MASS`` on content is NaN: its head is parked on the prefix
-    (an attention sink; trained models do this at layer 0, with content mass underflowing to 0),
-    and renormalising would turn 0/0 or rounding noise into a distribution. Head averages skip it.
+    As published, any positive content mass is renormalised, however tiny, and a row with no
+    content mass at all becomes uniform. With ``skip_sink_heads`` a row with less than
+    ``MIN_CONTENT_MASS`` on content is NaN instead, and head averages leave it out: such a head is
+    parked on the prefix (an attention sink; trained models do this at layer 0), and
+    renormalising turns rounding noise into a distribution that then weighs as much as a real one.
     """
-    p = pattern[..., -seq_len:, -seq_len:].float()
+    p = pattern[..., -seq_len:, -seq_len:].double()
     mass = p.sum(-1, keepdim=True)
-    return torch.where(mass >= MIN_CONTENT_MASS, p / mass.clamp_min(MIN_CONTENT_MASS), torch.nan)
+    if skip_sink_heads:
+        return torch.where(mass >= MIN_CONTENT_MASS, p / mass.clamp_min(MIN_CONTENT_MASS), torch.nan)
+    return torch.where(mass > 0, p / torch.where(mass > 0, mass, 1.0), 1.0 / seq_len)
 
 
 def normalised_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -120,7 +125,7 @@ class _Collector:
 
     def _keep(self, kind: str, layer: int):
         def keep(pattern: torch.Tensor, hook) -> None:
-            p = content_pattern(pattern, self.seq_len)
+            p = content_pattern(pattern, self.seq_len, self.options.skip_sink_heads)
             self.store[(kind, layer)] = (p.nanmean(1), normalised_entropy(p).nanmean(1))
 
         return keep

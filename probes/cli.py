@@ -86,7 +86,8 @@ def _freeze(args: argparse.Namespace) -> None:
         raise AirInterpError(f"all checkpoints must share a task, got {sorted(tasks)}")
     inputs, labels = _puzzles(args, tasks.pop())
     states = ["none"] if args.state == "none" else ["none", args.state]
-    updates, puzzles = run_freeze([m for _, m in loaded], inputs, labels, states, args.batch_size, not args.quiet)
+    updates, puzzles = run_freeze([m for _, m in loaded], inputs, labels, states, args.batch_size, not args.quiet,
+                                  count_from=args.count_from)
     table = freeze_table(puzzles)
     shown = [c for c in table if c.endswith(("content_changes_mean", "content_changes_sem", "exact_mean"))]
     pd.set_option("display.width", 200)
@@ -114,6 +115,7 @@ def _attention(args: argparse.Namespace) -> None:
         layers=None if args.layer is None else (args.layer,),
         violation_timing=args.violation_timing, violation_scope=args.violation_scope,
         include_self=None if args.self_in_neighbourhood == "published" else args.self_in_neighbourhood == "yes",
+        skip_sink_heads=args.skip_sink_heads,
     )
     rows = attention_contrasts(model, inputs, labels, options, batch_size=args.batch_size, progress=not args.quiet)
     table = summarize(rows, n_boot=args.bootstrap)
@@ -224,6 +226,10 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
                     "final exact accuracy from z_H. Several checkpoints (seeds) give mean/std/sem over runs.")
     freeze.add_argument("checkpoints", nargs="*", help="checkpoints (default: the embedded Sudoku Lx_H model)")
     freeze.add_argument("--state", default="zH", choices=("zH", "zL", "none"), help="state to freeze (default zH)")
+    freeze.add_argument("--count-from", default="published", choices=("published", "reset", "first_update"),
+                        help="where each state's counted sequence starts: published (z_L from its first update, "
+                             "z_H from reset, as the public scripts and the paper), reset (both from reset) or "
+                             "first_update (both from their first update)")
     _add_common(freeze, "figures/freeze")
     freeze.set_defaults(func=_freeze)
 
@@ -243,6 +249,9 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
                                 "for the task: Sudoku board, Maze N4)")
     attention.add_argument("--self-in-neighbourhood", default="published", choices=("published", "yes", "no"),
                            help="count the query in its own neighbourhood (published: Sudoku yes, Maze no)")
+    attention.add_argument("--skip-sink-heads", action="store_true",
+                           help="leave out of the head average any head with < 1e-6 of its mass on content (parked "
+                                "on the prefix); published: renormalise any positive content mass, uniform if 0")
     attention.add_argument("--head", type=int, default=0, help="head of the example heatmap (default 0)")
     attention.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     _add_common(attention, "figures/attention")

@@ -3,8 +3,14 @@
 For every pair of consecutive updates of an observed state we count, per puzzle, the decoded
 tokens that changed, the *mask flips* (a cell switches between undecided and decided) and the
 *content changes* (a token changed without a mask flip). Consecutive updates are the state's own
-updates (z_L at L sub-steps, z_H at H sub-steps), starting from its reset value. Final exact
-accuracy is always read from the z_H decode after the last sub-step (the public scripts read the
+updates (z_L at L sub-steps, z_H at H sub-steps). Where the sequence starts is ``count_from``:
+
+* ``"published"`` (default, the public scripts and the paper's totals): each state's value at the
+  end of the first sub-step, so z_L is counted from its first update and z_H from its reset
+  value. The two states are counted inconsistently (a known defect of the public scripts).
+* ``"reset"``: both from their reset values; ``"first_update"``: both from their first update.
+
+Final exact accuracy is always read from the z_H decode after the last sub-step (the public scripts read the
 "normal" accuracy from z_L in one place; SPEC 3, defect 6).
 
 The freeze follows whatever variant the model is (the public scripts replay one hard-coded update
@@ -20,6 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from air_interp.errors import AirInterpError
 from air_interp.model import HookedAIR
 from air_interp.tasks import Task, get_task
 
@@ -28,6 +35,16 @@ from .render import save_figure
 
 FREEZE_CHOICES = {"none": None, "zH": "z_H", "zL": "z_L"}
 COUNTS = ("changes", "mask_flips", "content_changes")
+COUNT_STARTS = ("published", "reset", "first_update")
+
+
+def first_counted_update(model: HookedAIR, state: str, count_from: str) -> int:
+    """Index into a state's trace (0 = reset, 1 = first update) where its counted sequence starts."""
+    if count_from not in COUNT_STARTS:
+        raise AirInterpError(f"count_from must be one of {', '.join(COUNT_STARTS)}, got {count_from!r}")
+    if count_from == "published":  # the value at the end of sub-step 0: updated there only if its kind runs first
+        return int(model.cfg.schedule[0] == state[-1])
+    return int(count_from == "first_update")
 
 
 def change_counts(tokens: np.ndarray, task: Task) -> dict[str, np.ndarray]:
@@ -39,15 +56,16 @@ def change_counts(tokens: np.ndarray, task: Task) -> dict[str, np.ndarray]:
 
 
 def freeze(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray], state: str = "zH",
-           batch_size: int = 64, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run rollouts with ``state`` ("zH", "zL" or "none") frozen.
+           batch_size: int = 64, progress: bool = True, count_from: str = "published"
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run rollouts with ``state`` ("zH", "zL" or "none") frozen; counts start as ``count_from`` says.
 
     Returns ``(updates, puzzles)``: a tidy table with one row per puzzle x observed state x update
     (counts against the previous update), and one row per puzzle with the totals per observed state
     and the final exact accuracy from z_H.
     """
     if state not in FREEZE_CHOICES:
-        raise ValueError(f"state must be one of {', '.join(FREEZE_CHOICES)}, got {state!r}")
+        raise AirInterpError(f"state must be one of {', '.join(FREEZE_CHOICES)}, got {state!r}")
     frozen = FREEZE_CHOICES[state]
     task = get_task(model.cfg.task)
     traces = trace_states(model, inputs, STATES, freeze=frozen, batch_size=batch_size, progress=progress)
@@ -57,13 +75,14 @@ def freeze(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray], s
         if observed == frozen:
             continue
         trace = traces[observed]
-        counts = change_counts(trace.tokens, task)
+        start = first_counted_update(model, observed, count_from)
+        counts = change_counts(trace.tokens[:, start:], task)
         n_puzzles, n_updates = counts["changes"].shape
-        index = np.tile(trace.sub_index[1:], n_puzzles)
+        index = np.tile(trace.sub_index[start + 1:], n_puzzles)
         rows.append(pd.DataFrame({
             "freeze": state, "observed": observed,
             "puzzle": np.repeat(np.arange(n_puzzles), n_updates),
-            "update": np.tile(np.arange(1, n_updates + 1), n_puzzles),
+            "update": np.tile(np.arange(start + 1, start + n_updates + 1), n_puzzles),
             "index": index, "step": index // width, "sub": index % width,
             **{name: values.reshape(-1) for name, values in counts.items()},
         }))
@@ -112,13 +131,13 @@ def plot_freeze(updates: pd.DataFrame, path: Path, title: str = "", count: str =
 
 
 def run_freeze(models: Sequence[HookedAIR], inputs: np.ndarray, labels: Optional[np.ndarray],
-               states: Sequence[str] = ("none", "zH", "zL"), batch_size: int = 64, progress: bool = True
-               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+               states: Sequence[str] = ("none", "zH", "zL"), batch_size: int = 64, progress: bool = True,
+               count_from: str = "published") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every freeze setting for every model (seed); tables carry ``run`` (the model's position)."""
     all_updates, all_puzzles = [], []
     for run, model in enumerate(models):
         for state in states:
-            updates, puzzles = freeze(model, inputs, labels, state, batch_size, progress)
+            updates, puzzles = freeze(model, inputs, labels, state, batch_size, progress, count_from)
             all_updates.append(updates.assign(run=run))
             all_puzzles.append(puzzles.assign(run=run))
     return pd.concat(all_updates, ignore_index=True), pd.concat(all_puzzles, ignore_index=True)

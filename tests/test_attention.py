@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from air_interp.cli import main
-from air_interp.probes.attention import PAPER_STEPS, AttentionOptions, attention_contrasts, paper_steps, summarize
+from air_interp.probes.attention import (PAPER_STEPS, AttentionOptions, attention_contrasts, content_pattern, paper_steps,
+                                         summarize)
 from air_interp.probes.lens import decode_state
 from air_interp.tasks import get_task
 from conftest import sudoku_test_puzzles, tiny_model
@@ -75,22 +76,49 @@ def sink_pattern(model, heads: int) -> torch.Tensor:
     return pattern
 
 
-@pytest.mark.parametrize("sink_heads", [1, "all"])
-def test_sink_heads_are_left_out_of_the_head_average(model, puzzles, sink_heads):
+def sink_rows(model, puzzles, sink_heads: int, skip_sink_heads: bool):
     inputs, labels = puzzles
     assert model.cfg.prefix_len > 0
-    heads = model.cfg.n_heads if sink_heads == "all" else sink_heads
-    sink, spread = sink_pattern(model, heads), hand_pattern(model, False)
+    sink, spread = sink_pattern(model, sink_heads), hand_pattern(model, False)
     forced = [(f"step.2.sub.{sub}.layer.{layer}.attn.hook_pattern",
                lambda p, hook, m=(sink if kind == "L" else spread): m.expand_as(p).clone())
               for sub, kind in ((0, "L"), (2, "H")) for layer in range(2)]
+    options = AttentionOptions(steps=(2,), skip_sink_heads=skip_sink_heads)
     with model.hooks(fwd_hooks=forced):
-        rows = attention_contrasts(model, inputs, labels, AttentionOptions(steps=(2,)), progress=False)
-    if sink_heads == "all":
+        return attention_contrasts(model, inputs, labels, options, progress=False)
+
+
+@pytest.mark.parametrize("sink_heads", [1, 4])
+def test_sink_heads_attend_uniformly_as_published(model, puzzles, sink_heads):
+    """The public rule: a head with no content mass at all counts as a uniform row over the 81 cells."""
+    rows = sink_rows(model, puzzles, sink_heads, skip_sink_heads=False)
+    local_heads = model.cfg.n_heads - sink_heads
+    assert np.allclose(rows["d_nbr"], (local_heads + sink_heads * 21 / 81) / model.cfg.n_heads, atol=1e-6)
+    uniform_ent, local_ent, spread_ent = 1.0, math.log(21) / math.log(81), math.log(60) / math.log(81)
+    expected_ent = spread_ent - (local_heads * local_ent + sink_heads * uniform_ent) / model.cfg.n_heads
+    assert np.allclose(rows["d_ent"], expected_ent, atol=1e-6)
+
+
+@pytest.mark.parametrize("sink_heads", [1, 4])
+def test_skip_sink_heads_leaves_them_out_of_the_head_average(model, puzzles, sink_heads):
+    rows = sink_rows(model, puzzles, sink_heads, skip_sink_heads=True)
+    if sink_heads == model.cfg.n_heads:
         assert rows["d_nbr"].isna().all() and summarize(rows).empty
     else:
         assert np.allclose(rows["d_nbr"], 1.0, atol=1e-6)
         assert np.allclose(rows["d_ent"], (math.log(60) - math.log(21)) / math.log(81), atol=1e-6)
+
+
+def test_tiny_content_mass_is_renormalised_as_published():
+    pattern = torch.zeros(1, 1, 3, 4, dtype=torch.float32)
+    pattern[0, 0, :, 0] = 1.0
+    pattern[0, 0, 0, 1:] = torch.tensor([1e-9, 3e-9, 0.0])
+    pattern[0, 0, 1, 1:] = torch.tensor([0.0, 0.0, 1e-30])
+    public = content_pattern(pattern, seq_len=3)
+    assert torch.allclose(public[0, 0, 0], torch.tensor([0.25, 0.75, 0.0], dtype=public.dtype))
+    assert torch.allclose(public[0, 0, 1], torch.tensor([0.0, 0.0, 1.0], dtype=public.dtype))
+    assert torch.allclose(public[0, 0, 2], torch.full((3,), 1 / 3, dtype=public.dtype))
+    assert content_pattern(pattern, seq_len=3, skip_sink_heads=True).isnan().all()
 
 
 def test_batched_equals_one_puzzle_at_a_time(model, puzzles):

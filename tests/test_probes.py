@@ -66,11 +66,14 @@ def hand_counts(tokens, undecided):
     return totals
 
 
-def test_freeze_counts_match_a_hand_written_loop(model, puzzles):
+@pytest.mark.parametrize("count_from", ["published", "reset"])
+def test_freeze_counts_match_a_hand_written_loop(model, puzzles, count_from):
+    """Published: z_L counted from its first update (sub-step 0); reset: from its reset value."""
     inputs, labels = puzzles
-    updates, per_puzzle = freeze(model, inputs, labels, "zH", batch_size=2, progress=False)
+    updates, per_puzzle = freeze(model, inputs, labels, "zH", batch_size=2, progress=False, count_from=count_from)
     assert set(updates["observed"]) == {"z_L"}
-    names = ["hook_z_L_init"] + [f"step.{s}.sub.{k}.hook_z_L" for s in range(3) for k in (0, 1, 3, 4)]
+    names = [f"step.{s}.sub.{k}.hook_z_L" for s in range(3) for k in (0, 1, 3, 4)]
+    names = ["hook_z_L_init", *names] if count_from == "reset" else names
     hold = [(name, lambda z, hook: hook.previous) for name in model.hook_names(r".*\.hook_z_H")]
     with model.hooks(fwd_hooks=hold):
         _, cache = model.run_with_cache(torch.as_tensor(inputs).long(), names_filter=names)

@@ -196,7 +196,7 @@ def test_cli_import_with_bad_rows_writes_nothing_unless_skipping(tmp_path, capsy
 @pytest.mark.parametrize(
     "name,task,train,test", [("sudoku-hard", "sudoku", 1000, 1000), ("maze-15", "maze15", 1000, 1000),
                              ("sudoku-easy50", "sudoku", 1000, 1000), ("maze-10", "maze10", 4000, 1000),
-                             ("maze-8-unique", "maze8", 4000, 1000)]
+                             ("maze-8-unique", "maze8", 4000, 1000), ("sudoku-easy34", "sudoku", 1000, 1000)]
 )
 def test_shipped_datasets(name, task, train, test):
     data = load_dataset(REPO / "data" / name)
@@ -206,7 +206,7 @@ def test_shipped_datasets(name, task, train, test):
     assert data.manifest["source"]["kind"] == "generated"
 
 
-@pytest.mark.parametrize("name", ["sudoku-easy50", "maze-8-unique"])
+@pytest.mark.parametrize("name", ["sudoku-easy50", "sudoku-easy34", "maze-8-unique"])
 def test_default_models_data_is_regenerated_bit_exactly_by_the_committed_command(tmp_path, name):
     line = next(l for l in (REPO / "data" / "regenerate.sh").read_text().splitlines()
                 if l.startswith("air-interp") and f"data/{name}" in l)

@@ -33,6 +33,7 @@ FORMAT_VERSION = "1"
 _COMPILED_PREFIX = "_orig_mod."
 _STEP_FILE = re.compile(r"step_(\d+)")
 RUN_LATEST, RUN_MODEL_FILE = "latest", "model.safetensors"  # a training run: <run>/latest/model.safetensors
+RUN_CHECKPOINTS = "checkpoints"  # ... and <run>/checkpoints/step_<N>/model.safetensors
 _UPSTREAM_TASKS = ("sudoku", "maze")  # what the public code trains on, recognised by vocabulary size
 
 # ---- our format ------------------------------------------------------------------------------
@@ -251,6 +252,15 @@ def checkpoint_file(path: PathLike) -> Path:
                 return candidate.resolve()  # the step behind "latest", which a running job may move
         return _official_step_file(path)
     return path
+
+
+def run_checkpoints(run_dir: PathLike) -> list[tuple[int, Path]]:
+    """(training step, model file) of every checkpoint of one of our training runs, oldest first."""
+    folder = Path(run_dir) / RUN_CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p / RUN_MODEL_FILE) for p in folder.iterdir() if (m := _STEP_FILE.fullmatch(p.name))]
+    return sorted((step, model) for step, model in found if model.is_file())
 
 
 def load_model(path: PathLike, device: Union[str, torch.device, None] = None, seq_len: Optional[int] = None) -> HookedAIR:

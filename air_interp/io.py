@@ -1,4 +1,5 @@
 """Atomic writes: a result is either completely there or not there at all."""
+import hashlib
 import os
 import shutil
 import tempfile
@@ -47,3 +48,12 @@ def _default_permissions(path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (what manifests and caches record of a checkpoint)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -206,8 +206,27 @@ def _tables(args: argparse.Namespace) -> None:
     print("wrote " + ", ".join(str(p) for p in written))
 
 
+def _emergence(args: argparse.Namespace) -> None:
+    from .emergence import emergence, plot_emergence
+
+    if args.puzzles < 1 or args.batch_size < 1:
+        raise AirInterpError("--puzzles and --batch-size must be at least 1")
+    table = emergence([Path(run) for run in args.runs], args.puzzles, Path(args.data) if args.data else None,
+                      args.batch_size, not args.quiet)
+    shown = table[(table["metric"] == "early_undecided_cells") | (table["metric"] == "exact")
+                  & (table["act_step"] == table["act_step"].max())]
+    print(shown.pivot_table(index=["run", "train_step"], columns=["metric", "state"], values="value")
+          .to_string(float_format=lambda v: f"{v:.3f}"))
+    out = Path(args.out)
+    written = write_table(table, out / "emergence", ["csv"])
+    written += plot_emergence(table, out / "emergence", title=f"{' vs '.join(dict.fromkeys(table['run']))}: "
+                                                               "probes along training")
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
 def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
-    """Register ``decode``, ``freeze``, ``attention``, ``linear-probe``, ``patch``, ``tables`` and ``figures``."""
+    """Register ``decode``, ``freeze``, ``attention``, ``linear-probe``, ``patch``, ``tables``, ``figures`` and
+    ``emergence``."""
     decode = commands.add_parser(
         "decode", help="logit-lens the z_H / z_L states of every sub-step (Figures 2-5)",
         description="Run full rollouts and decode z_H and z_L (lm_head argmax) after every sub-step of "
@@ -305,3 +324,19 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     figures.add_argument("--out", default="figures", help="output directory (default figures)")
     figures.add_argument("--quiet", action="store_true", help="no progress bars")
     figures.set_defaults(func=_figures)
+
+    emergence = commands.add_parser(
+        "emergence", help="the claim metrics on every checkpoint of training runs, against training step",
+        description="Run decode, freeze and attention on every saved checkpoint of one or more training runs "
+                    "(<run>/checkpoints/step_*/) and draw them against training step, runs side by side: exact "
+                    "accuracy per ACT step, cells z_L / z_H decode as undecided, content changes normal vs the "
+                    "other state frozen, attention contrasts per layer. Results are cached in <run>/emergence.csv, "
+                    "so a rerun measures only new checkpoints (watch a run while it trains) and a run whose "
+                    "checkpoints are gone still draws from its cache.")
+    emergence.add_argument("runs", nargs="+", help="training run directories")
+    emergence.add_argument("--data", help="dataset directory (default: each run's own)")
+    emergence.add_argument("--puzzles", type=int, default=64, help="test puzzles per checkpoint (default 64)")
+    emergence.add_argument("--batch-size", type=int, default=64, help="puzzles per rollout batch (default 64)")
+    emergence.add_argument("--out", default="figures/emergence", help="output directory (default figures/emergence)")
+    emergence.add_argument("--quiet", action="store_true", help="no progress bars")
+    emergence.set_defaults(func=_emergence)

@@ -8,7 +8,6 @@ every file, the checkpoint it came from (path and SHA-256) and the settings.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -19,7 +18,7 @@ from air_interp.checkpoints import checkpoint_file, load_model
 from air_interp.data import load_dataset
 from air_interp.defaults import CHECKPOINTS, default_dataset, repo_relative
 from air_interp.errors import AirInterpError
-from air_interp.io import atomic_path
+from air_interp.io import atomic_path, sha256
 
 from .attention import attention_contrasts, plot_contrasts, plot_example, summarize
 from .claims import check_claims
@@ -41,14 +40,6 @@ def default_models() -> dict[str, Path]:
     if not found:
         raise AirInterpError(f"no default checkpoints in {CHECKPOINTS}; name some with --model NAME=PATH")
     return found
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_figures(name: str, path: Path, out: Path, puzzles: int, progress: bool) -> list[Path]:

@@ -53,7 +53,7 @@ def test_committed_freeze_table_is_regenerated_from_the_default():
 
 
 def test_committed_figures_were_made_from_the_committed_checkpoints():
-    from air_interp.probes.figures import sha256
+    from air_interp.io import sha256
 
     outputs = json.loads((FIGURES / "manifest.json").read_text())["outputs"]
     made_from = {(entry["checkpoint"], entry["sha256"]) for entry in outputs if "sha256" in entry}

@@ -163,6 +163,45 @@ def test_keep_prunes_old_checkpoints(shift_data, tmp_path):
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_00000004", "step_00000005"]
 
 
+def test_keep_models_every_thins_old_checkpoints_to_their_models(shift_data, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_recipe(shift_data, steps=7, checkpoint_every=1, keep=2, keep_models_every=3), run, progress=False)
+    folders = {p.name: sorted(f.name for f in p.iterdir()) for p in (run / "checkpoints").iterdir()}
+    full, model_only = ["model.safetensors", "train_state.pt"], ["model.safetensors"]
+    assert folders == {"step_00000003": model_only, "step_00000006": full, "step_00000007": full}
+    from air_interp.checkpoints import run_checkpoints
+
+    assert [step for step, _ in run_checkpoints(run)] == [3, 6, 7]
+
+
+def test_init_from_starts_from_the_given_weights_with_a_fresh_run(shift_data, tmp_path):
+    train(tiny_recipe(shift_data, steps=4), tmp_path / "source", progress=False)
+    source = checkpoint_file(tmp_path / "source")
+    trainer = Trainer(tiny_recipe(shift_data, steps=2, init_from=str(tmp_path / "source")), tmp_path / "tuned",
+                      progress=False)
+    try:
+        assert trainer.step == 0
+        assert_bit_identical(trainer.model.state_dict(), load_model(source).state_dict())
+    finally:
+        trainer.close()
+    config = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert config["train"]["init_from"] == str(tmp_path / "source")
+    from air_interp.io import sha256
+
+    assert config["init_from_sha256"] == sha256(source)
+    fresh = Trainer(tiny_recipe(shift_data, steps=2), tmp_path / "fresh", progress=False)
+    fresh.close()
+    assert not torch.equal(fresh.model.embed_tokens.weight, trainer.model.embed_tokens.weight)
+
+
+def test_init_from_refuses_another_architecture(shift_data, tmp_path):
+    train(tiny_recipe(shift_data, steps=1), tmp_path / "source", progress=False)
+    wider = tiny_recipe(shift_data, steps=1, init_from=str(tmp_path / "source"),
+                        model=dict(tiny_recipe(shift_data).model, n_layers=2))
+    with pytest.raises(AirInterpError, match=r"--init-from .*its n_layers is 1, this run's is 2"):
+        train(wider, tmp_path / "tuned", progress=False)
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_trains_one_step(shift_data, tmp_path, preset):
     final = train(tiny_recipe(shift_data, steps=1, variant=preset), tmp_path / preset, progress=False)

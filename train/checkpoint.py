@@ -23,12 +23,12 @@ from typing import Any
 
 import torch
 
+from air_interp.checkpoints import RUN_CHECKPOINTS as CHECKPOINTS
 from air_interp.checkpoints import RUN_LATEST as LATEST
 from air_interp.checkpoints import RUN_MODEL_FILE as MODEL_FILE
 from air_interp.errors import AirInterpError
 from air_interp.io import atomic_path
 
-CHECKPOINTS = "checkpoints"
 STATE_FILE = "train_state.pt"
 STATE_FORMAT = "air-interp-train-state"
 _STEP_DIR = re.compile(r"step_(\d+)")
@@ -39,14 +39,15 @@ def step_dir_name(step: int) -> str:
 
 
 def write_checkpoint(run_dir: Path, step: int, write_model: Callable[[Path], None],
-                     state: dict[str, Any], keep: int) -> Path:
-    """Write ``step``'s checkpoint atomically, point ``latest`` at it, keep the newest ``keep``."""
+                     state: dict[str, Any], keep: int, keep_models_every: int | None = None) -> Path:
+    """Write ``step``'s checkpoint atomically, point ``latest`` at it, keep the newest ``keep``
+    (and the model of every ``keep_models_every``-th step, see :func:`prune`)."""
     target = run_dir / CHECKPOINTS / step_dir_name(step)
     with atomic_path(target, directory=True) as tmp:
         write_model(tmp / MODEL_FILE)
         torch.save(dict(state, format=STATE_FORMAT), tmp / STATE_FILE)
     _point_latest(run_dir, target)
-    prune(run_dir, keep)
+    prune(run_dir, keep, keep_models_every)
     return target
 
 
@@ -69,15 +70,25 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return target
 
 
-def prune(run_dir: Path, keep: int) -> None:
-    """Remove all but the newest ``keep`` checkpoints (never the latest) and stale temporaries."""
+def prune(run_dir: Path, keep: int, keep_models_every: int | None = None) -> None:
+    """Remove all but the newest ``keep`` checkpoints (never the latest) and stale temporaries.
+
+    With ``keep_models_every`` an older checkpoint whose step is a multiple of it keeps its model
+    (a few MB at CPU scale) and loses only its training state (optimiser moments, carries), so a
+    long run leaves a thinned series of models for probes along training without filling the disk.
+    """
     folder = run_dir / CHECKPOINTS
     if not folder.is_dir():
         return
     latest = latest_checkpoint(run_dir)
     steps = sorted((p for p in folder.iterdir() if _STEP_DIR.fullmatch(p.name)), key=lambda p: p.name)
     for old in steps[:-keep]:
-        if old != latest:
+        if old == latest:
+            continue
+        step = int(_STEP_DIR.fullmatch(old.name).group(1))
+        if keep_models_every and step % keep_models_every == 0:
+            (old / STATE_FILE).unlink(missing_ok=True)
+        else:
             shutil.rmtree(old)
     for stale in folder.glob(".step_*.tmp-*"):  # left by a run killed while writing
         shutil.rmtree(stale, ignore_errors=True)

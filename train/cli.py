@@ -36,6 +36,10 @@ _HELP = {
     "eval_every": "steps between evaluations (overrides --eval-interval)",
     "checkpoint_every": "steps between checkpoints (default: at every evaluation)",
     "keep": "checkpoints kept (the newest)",
+    "keep_models_every": "also keep the model (weights only, no optimiser state) of every checkpoint whose step is "
+                         "a multiple of this, for probes along training (air-interp emergence)",
+    "init_from": "start from the weights of this checkpoint or run (fine-tuning: fresh optimiser, EMA and step "
+                 "count); its variant and sizes must match this run's",
     "dtype": "forward dtype: auto = bfloat16 on CUDA, float32 on CPU (see docs/training.md)",
     "compile": "torch.compile the ACT step",
     "threads": "CPU threads (default: one per core; use fewer on a shared machine)",

@@ -69,8 +69,10 @@ class TrainConfig:
     eval_batch_size: int | None = None  # default: the local training batch
     checkpoint_every: int | None = None  # in steps; default: every evaluation
     keep: int = 3
+    keep_models_every: int | None = None  # also keep the weights (only) of every checkpoint at a multiple of this
     log_every: int = 10
     seed: int = 0
+    init_from: str | None = None  # start from these weights (fresh optimiser); the architecture must match
     # Devices
     device: str = "auto"
     dtype: str = "auto"  # forward dtype; auto = bfloat16 on CUDA, CPU_DEFAULT_DTYPE on CPU
@@ -114,7 +116,8 @@ class TrainConfig:
         positive = ("epochs", "global_batch_size", "eval_interval", "keep", "log_every")
         checks = [(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}") for name in positive]
         checks += [(getattr(self, name) is None or getattr(self, name) > 0, f"{name} must be > 0")
-                   for name in ("steps", "eval_every", "eval_batch_size", "checkpoint_every", "threads")]
+                   for name in ("steps", "eval_every", "eval_batch_size", "checkpoint_every", "keep_models_every",
+                                "threads")]
         checks += [
             (self.scale in SCALES, f"unknown scale {self.scale!r}; use one of {', '.join(SCALES)}"),
             (self.augmentations is None or self.augmentations >= 0, "augmentations must be >= 0"),

@@ -24,10 +24,10 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from air_interp.checkpoints import save_model
+from air_interp.checkpoints import checkpoint_file, load_model, save_model
 from air_interp.data.dataset import augment, load_dataset
 from air_interp.errors import AirInterpError
-from air_interp.io import atomic_path
+from air_interp.io import atomic_path, sha256
 from air_interp.model import ACTCarry, HookedAIR
 
 from .act import train_act_step
@@ -40,6 +40,11 @@ from .observe import MetricsLog
 from .optim import EMA, build_optimizers, lr_at
 
 CONFIG_FILE = "config.json"
+# What the weights mean: an --init-from checkpoint must agree on these (dtype, halting and
+# exploration may differ).
+ARCHITECTURE_FIELDS = ("task", "vocab_size", "seq_len", "arch", "n_L", "n_H", "operator", "level_token", "d_model",
+                       "n_heads", "n_layers", "H_layers", "expansion", "pos_encodings", "rope_theta", "rms_norm_eps",
+                       "puzzle_emb_ndim", "num_puzzle_identifiers", "H_cycles", "L_cycles")
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,9 @@ class Trainer:
         self.model_cfg = cfg.model_config(self.task.name, self.dist.device.type)
         torch.manual_seed(cfg.seed)
         self.model = HookedAIR(self.model_cfg).to(self.dist.device).train()
+        self.init_sha256 = self._recorded_init() if checkpoint is not None else None
+        if cfg.init_from and checkpoint is None:
+            self._initialise_from(Path(cfg.init_from))
         self._broadcast_parameters()
         torch.manual_seed(cfg.seed + self.dist.rank)  # the ACT exploration stream of this process
         self.sign_sgd, self.adam = build_optimizers(self.model, cfg)
@@ -138,6 +146,26 @@ class Trainer:
         self.train_split = augment(data.train, data.task, n_aug, self.cfg.seed) if n_aug else data.train
         self.test_split = data.test
 
+    def _recorded_init(self) -> str | None:
+        """The SHA-256 of the --init-from weights that a resumed run recorded when it started."""
+        try:
+            return json.loads((self.run_dir / CONFIG_FILE).read_text()).get("init_from_sha256")
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def _initialise_from(self, path: Path) -> None:
+        """Copy the weights of another checkpoint (or run) into this run's fresh model."""
+        source_file = checkpoint_file(path)
+        source = load_model(source_file)
+        differ = [name for name in ARCHITECTURE_FIELDS
+                  if getattr(source.cfg, name) != getattr(self.model_cfg, name)]
+        if differ:
+            raise AirInterpError(f"--init-from {path}: " + "; ".join(
+                f"its {name} is {getattr(source.cfg, name)}, this run's is {getattr(self.model_cfg, name)}"
+                for name in differ) + " (pass the same --preset and sizes)")
+        self.model.load_state_dict(source.state_dict())
+        self.init_sha256 = sha256(source_file)
+
     def _broadcast_parameters(self) -> None:
         """Every process starts from rank 0's weights (they are seeded alike; this makes sure)."""
         if self.dist.world_size > 1:
@@ -153,6 +181,7 @@ class Trainer:
             "test_examples": len(self.test_split), "total_steps": self.total_steps,
             "eval_every": self.eval_every, "checkpoint_every": self.checkpoint_every,
             "parameters": sum(p.numel() for p in self.model.parameters()),
+            "init_from_sha256": self.init_sha256,
         }
 
     def _write_config(self) -> None:
@@ -279,7 +308,8 @@ class Trainer:
                 "sampler": {"seed": self.sampler.seed, "batch_size": self.sampler.batch_size, "step": self.step},
                 "ranks": ranks,
             }
-            write_checkpoint(self.run_dir, self.step, self._write_model, state, self.cfg.keep)
+            write_checkpoint(self.run_dir, self.step, self._write_model, state, self.cfg.keep,
+                             self.cfg.keep_models_every)
         if self.dist.world_size > 1:
             dist.barrier()
 

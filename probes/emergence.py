@@ -1,0 +1,243 @@
+"""Probes along training: the paper's claim metrics on every saved checkpoint of training runs.
+
+The paper looks at final checkpoints only; this probe asks *when* the two roles appear. Every
+checkpoint ``<run>/checkpoints/step_<N>/model.safetensors`` is run on the same test puzzles
+through the probes themselves (so each number equals what that probe reports for that
+checkpoint), giving one tidy row per metric:
+
+* ``exact`` (z_H, per ACT step): exact accuracy of the z_H decode at the end of the ACT step;
+* ``undecided_cells`` (z_L, z_H, per ACT step): cells the state decodes as undecided (Sudoku
+  BLANK, maze PAD), the most at any sub-step of the ACT step, mean over puzzles;
+  ``undecided_open`` the same as a fraction of the open cells (input differs from the label);
+  ``early_undecided_cells``: the most at any sub-step of ACT steps 0-1, the paper's picture;
+* ``content_changes`` / ``mask_flips`` (observed state, ``setting`` normal or the other state
+  frozen): the freeze probe's totals per puzzle, mean over puzzles; ``exact_final`` its accuracy;
+* the attention contrasts (``d_nbr``, ``d_ent``, ``d_viol`` or the maze's), per layer and query
+  class (``setting``), mean over query rows.
+
+Measurements are cached per run in ``<run>/emergence.csv`` (keyed by the checkpoint's SHA-256, the
+dataset and the number of puzzles), so a rerun measures only new checkpoints, a run can be watched
+while it trains, and a run directory whose checkpoints are gone (a committed log) still draws.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Optional, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from air_interp.checkpoints import load_model, run_checkpoints
+from air_interp.data import load_dataset
+from air_interp.errors import AirInterpError
+from air_interp.io import atomic_path, sha256
+from air_interp.model import HookedAIR
+from air_interp.tasks import get_task
+
+from .attention import attention_contrasts, metric_columns
+from .decode import decode
+from .freeze import FREEZE_CHOICES, run_freeze
+from .lens import STATES
+from .render import save_figure
+
+CACHE = "emergence.csv"
+EARLY_STEPS = 2  # ACT steps 0 and 1: where the paper shows z_L holding cells undecided
+KEY = ["train_step", "sha256", "data", "puzzles"]
+COLUMNS = ["metric", "state", "setting", "act_step", "layer", "value"]
+
+
+def _row(metric: str, value: float, state: str = "", setting: str = "", act_step: float = np.nan,
+         layer: float = np.nan) -> dict:
+    return {"metric": metric, "state": state, "setting": setting, "act_step": act_step, "layer": layer,
+            "value": float(value)}
+
+
+def decode_metrics(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, batch_size: int = 64,
+                   progress: bool = True) -> list[dict]:
+    """Exact accuracy after each ACT step and undecided cells per ACT step, from the decode probe."""
+    cfg, task = model.cfg, get_task(model.cfg.task)
+    grids = decode(model, inputs, labels, batch_size, progress).grids  # (puzzles, sub-steps, state, cells)
+    per_step = grids.reshape(len(grids), cfg.halt_max_steps, cfg.sub_steps, len(STATES), -1)
+    undecided = task.undecided_mask(per_step)
+    open_cells = np.asarray(inputs) != np.asarray(labels)
+    cells = undecided.sum(-1).max(2)  # (puzzles, ACT steps, state): the most at any sub-step
+    open_share = (undecided & open_cells[:, None, None, None]).sum(-1).max(2) / np.maximum(
+        open_cells.sum(-1), 1)[:, None, None]
+    rows = []
+    z_H = STATES.index("z_H")
+    for step in range(cfg.halt_max_steps):
+        exact = (per_step[:, step, -1, z_H] == np.asarray(labels)).all(-1).mean()
+        rows.append(_row("exact", exact, "z_H", act_step=step))
+        for s, state in enumerate(STATES):
+            rows.append(_row("undecided_cells", cells[:, step, s].mean(), state, act_step=step))
+            rows.append(_row("undecided_open", open_share[:, step, s].mean(), state, act_step=step))
+    for s, state in enumerate(STATES):
+        rows.append(_row("early_undecided_cells", cells[:, :EARLY_STEPS, s].max(1).mean(), state))
+    return rows
+
+
+def freeze_metrics(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, batch_size: int = 64,
+                   progress: bool = True) -> list[dict]:
+    """The freeze probe's totals (published counting start), normal and with either state frozen."""
+    _, per_puzzle = run_freeze([model], inputs, labels, batch_size=batch_size, progress=progress)
+    rows = []
+    for freeze, group in per_puzzle.groupby("freeze", sort=False):
+        setting = "normal" if freeze == "none" else f"{FREEZE_CHOICES[freeze]} frozen"
+        for state in STATES:
+            if state == FREEZE_CHOICES[freeze]:
+                continue
+            for count in ("content_changes", "mask_flips"):
+                rows.append(_row(count, group[f"{state}_{count}"].mean(), state, setting))
+        rows.append(_row("exact_final", group["exact"].mean(), "z_H", setting))
+    return rows
+
+
+def attention_metrics(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, batch_size: int = 16,
+                      progress: bool = True) -> list[dict]:
+    """Mean attention contrasts per layer and query class (and over all queries)."""
+    table = attention_contrasts(model, inputs, labels, batch_size=batch_size, progress=progress)
+    rows = []
+    for cls, part in [("all", table), *table.groupby("cls")]:
+        means = part.groupby("layer")[metric_columns(table)].mean()
+        for layer, values in means.iterrows():
+            rows += [_row(metric, value, setting=cls, layer=layer) for metric, value in values.items()]
+    return rows
+
+
+def checkpoint_metrics(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, batch_size: int = 64,
+                       progress: bool = True) -> pd.DataFrame:
+    """Every emergence metric of one model on ``inputs`` (see the module docstring)."""
+    rows = decode_metrics(model, inputs, labels, batch_size, progress)
+    rows += freeze_metrics(model, inputs, labels, batch_size, progress)
+    rows += attention_metrics(model, inputs, labels, min(batch_size, 16), progress)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def run_dataset(run: Path) -> Path:
+    """The dataset a training run was trained on (from its ``config.json``)."""
+    config = run / "config.json"
+    try:
+        return Path(json.loads(config.read_text())["train"]["data"])
+    except (OSError, KeyError, json.JSONDecodeError) as err:
+        raise AirInterpError(f"{run}: not a training run of ours (cannot read its dataset from {config}: {err})") from None
+
+
+def read_cache(run: Path) -> pd.DataFrame:
+    path = run / CACHE
+    if not path.is_file():
+        return pd.DataFrame(columns=KEY + COLUMNS)
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def _write_cache(run: Path, table: pd.DataFrame) -> None:
+    try:
+        with atomic_path(run / CACHE) as tmp:
+            table.to_csv(tmp, index=False)
+    except OSError as err:
+        warnings.warn(f"{run}: cannot cache the emergence table ({err}); it will be measured again")
+
+
+def run_emergence(run: Path, puzzles: int = 64, data: Optional[Path] = None, batch_size: int = 64,
+                  progress: bool = True) -> pd.DataFrame:
+    """The emergence table of one run: cached rows, plus every checkpoint not measured yet."""
+    run = Path(run)
+    if not run.is_dir():
+        raise AirInterpError(f"{run}: no such training run directory")
+    checkpoints = run_checkpoints(run)
+    table = read_cache(run)
+    if not checkpoints and table.empty:
+        raise AirInterpError(f"{run}: no checkpoints (checkpoints/step_*/model.safetensors) and no {CACHE}")
+    if not checkpoints:
+        return table
+    dataset = data or run_dataset(run)
+    split = load_dataset(dataset).split("test")
+    inputs, labels = split.inputs[:puzzles], split.labels[:puzzles]
+    for step, model_file in checkpoints:
+        key = {"train_step": step, "sha256": sha256(model_file), "data": str(dataset), "puzzles": len(inputs)}
+        if (table[KEY] == pd.Series(key)).all(axis=1).any():
+            continue
+        try:
+            model = load_model(model_file)
+        except AirInterpError as err:  # pruned by the trainer while we looked
+            warnings.warn(f"skipping {model_file}: {err}")
+            continue
+        measured = checkpoint_metrics(model, inputs, labels, batch_size, progress).assign(**key)[KEY + COLUMNS]
+        others = table[table["train_step"] != step]
+        table = measured if others.empty else pd.concat([others, measured], ignore_index=True)
+        table = table.sort_values("train_step", kind="stable", ignore_index=True)
+        _write_cache(run, table)
+    return table
+
+
+def emergence(runs: Sequence[Path], puzzles: int = 64, data: Optional[Path] = None, batch_size: int = 64,
+              progress: bool = True) -> pd.DataFrame:
+    """The emergence tables of several runs, side by side (a ``run`` column: the directory's name)."""
+    names = [Path(run).resolve().name for run in runs]
+    if len(set(names)) < len(names):
+        raise AirInterpError(f"runs must have different directory names, got {names}")
+    tables = [run_emergence(Path(run), puzzles, data, batch_size, progress).assign(run=name)
+              for run, name in zip(runs, names)]
+    return pd.concat(tables, ignore_index=True)[["run", *KEY, *COLUMNS]]
+
+
+def _select(table: pd.DataFrame, metric: str, **where) -> pd.DataFrame:
+    rows = table[table["metric"] == metric]
+    for column, value in where.items():
+        rows = rows[rows[column] == value]
+    return rows.sort_values("train_step")
+
+
+def _panel(ax: plt.Axes, table: pd.DataFrame, colours: dict[str, str], title: str, ylabel: str,
+           lines: Sequence[tuple[str, str, dict]]) -> None:
+    """Per run (colour) one line per ``(label, linestyle, selection)``."""
+    for run, colour in colours.items():
+        for label, style, where in lines:
+            rows = _select(table[table["run"] == run], **where)
+            if not rows.empty:
+                ax.plot(rows["train_step"], rows["value"], style, color=colour, marker=".", markersize=4,
+                        linewidth=1.2, label=f"{run}: {label}")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=7)
+
+
+def plot_emergence(table: pd.DataFrame, path: Path, title: str = "") -> list[Path]:
+    """Six panels against training step, one colour per run: accuracy, undecided cells, content
+    changes of z_L and z_H (normal vs the other state frozen), and locality / entropy contrasts
+    on control queries per layer."""
+    runs = list(dict.fromkeys(table["run"]))
+    colours = {run: plt.get_cmap("tab10")(i % 10) for i, run in enumerate(runs)}
+    layers = sorted(table["layer"].dropna().unique().astype(int))
+    locality = next(iter(dict.fromkeys(table.loc[table["layer"].notna(), "metric"])), "d_nbr")
+    last_step = int(table["act_step"].max()) if table["act_step"].notna().any() else 0
+    layer_styles = ["-", "--", ":", "-."]
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    _panel(axes[0, 0], table, colours, "exact accuracy of z_H", "fraction of test puzzles",
+           [(f"after ACT step {last_step + 1}", "-", dict(metric="exact", act_step=last_step)),
+            ("after ACT step 1", "--", dict(metric="exact", act_step=0))])
+    _panel(axes[0, 1], table, colours, "undecided cells in ACT steps 1-2 (most at any sub-step)",
+           "cells (mean over puzzles)",
+           [("z_L", "-", dict(metric="early_undecided_cells", state="z_L")),
+            ("z_H", "--", dict(metric="early_undecided_cells", state="z_H"))])
+    for ax, state, other in ((axes[0, 2], "z_L", "z_H"), (axes[1, 0], "z_H", "z_L")):
+        _panel(ax, table, colours, f"content changes of {state} over the rollout", "changes per puzzle",
+               [("normal", "-", dict(metric="content_changes", state=state, setting="normal")),
+                (f"{other} frozen", "--", dict(metric="content_changes", state=state, setting=f"{other} frozen"))])
+    titles = {locality: f"{locality.replace('d_', 'Δ')} = L minus H mass nearby, control queries (> 0: L more local)",
+              "d_ent": "Δent = H minus L normalised entropy, control queries"}
+    for ax, (metric, panel_title) in zip(axes[1, 1:], titles.items()):
+        lines = [(f"layer {layer}", layer_styles[i % len(layer_styles)], dict(metric=metric, setting="control", layer=layer))
+                 for i, layer in enumerate(layers)]
+        _panel(ax, table, colours, panel_title, "mean over queries", lines)
+        ax.axhline(0, color="#444444", linewidth=0.7)
+    for ax in axes.flat:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, loc="best")
+    fig.suptitle(title or "Probes along training", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)

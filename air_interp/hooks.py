@@ -24,6 +24,13 @@ class Site:
     kind: Optional[str] = None
     layer: Optional[int] = None
 
+    def name(self, point: str) -> str:
+        """The full name of hook point ``point`` at this site, e.g. ``Site(2, 0, "L", 1).name(
+        "attn.hook_pattern")`` is ``step.2.sub.0.layer.1.attn.hook_pattern``: the one place names
+        are built."""
+        parts = [("step", self.step), ("sub", self.sub), ("layer", self.layer)]
+        return ".".join([f"{part}.{index}" for part, index in parts if index is not None] + [point])
+
 
 class SiteHookPoint(HookPoint):
     """A HookPoint that knows its site and, for state hooks, the previous value of the state.
@@ -43,6 +50,12 @@ class SiteHookPoint(HookPoint):
         return self.exposed or bool(self._forward_hooks) or bool(self._forward_pre_hooks) or bool(
             self._backward_hooks
         )
+
+    def layer(self) -> int:
+        """The layer of this point (TransformerLens parses ``blocks.{l}`` names; ours say it as data)."""
+        if self.site.layer is None:
+            raise ValueError(f"hook point {self.name} is not inside a layer")
+        return self.site.layer
 
     def call_with_previous(self, value: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         self.previous = previous

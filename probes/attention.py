@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from air_interp.hooks import Site
 from air_interp.model import HookedAIR
 from air_interp.tasks import AttentionSpec, Task, get_task
 
@@ -119,8 +120,8 @@ class _Collector:
         for step in self.options.steps:
             for kind, sub in (("L", l_sub), ("H", h_sub)):
                 for layer in self.layers:
-                    hooks.append((f"step.{step}.sub.{sub}.layer.{layer}.attn.hook_pattern", self._keep(kind, layer)))
-            hooks.append((f"step.{step}.sub.{h_sub}.hook_z_H", self._finish(step)))
+                    hooks.append((Site(step, sub, kind, layer).name("attn.hook_pattern"), self._keep(kind, layer)))
+            hooks.append((Site(step, h_sub).name("hook_z_H"), self._finish(step)))
         return hooks
 
     def _keep(self, kind: str, layer: int):
@@ -248,15 +249,17 @@ def plot_example(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, puzzl
     steps = sorted({2, n_steps // 2, n_steps - 1}) if steps is None else steps
     steps = [s for s in steps if 0 <= s < n_steps]
     l_sub, h_sub = first_sub_steps(model)
-    names = [f"step.{s}.sub.{k}.layer.{layer}.attn.hook_pattern" for s in steps for k in (l_sub, h_sub)]
+    pattern_name = {(step, sub): Site(step, sub, layer=layer).name("attn.hook_pattern")
+                    for step in steps for sub in (l_sub, h_sub)}
     with torch.inference_mode():
-        _, cache = model.run_with_cache({"inputs": torch.as_tensor(inputs[puzzle:puzzle + 1]).long()}, names_filter=names)
+        _, cache = model.run_with_cache({"inputs": torch.as_tensor(inputs[puzzle:puzzle + 1]).long()},
+                                        names_filter=list(pattern_name.values()))
     outline = task.neighbourhood_mask(task.attention_spec.class_kind)[query]
     fig, axes = plt.subplots(len(steps), 3, figsize=(7.5, 2.6 * len(steps)), squeeze=False)
     for row, step in enumerate(steps):
         draw_grid(axes[row, 0], task, inputs[puzzle], title=f"input, query cell {query}")
         for col, (kind, sub) in enumerate((("L", l_sub), ("H", h_sub)), start=1):
-            p = content_pattern(cache[f"step.{step}.sub.{sub}.layer.{layer}.attn.hook_pattern"], model.cfg.seq_len)
+            p = content_pattern(cache[pattern_name[(step, sub)]], model.cfg.seq_len)
             heat = p[0, head, query].reshape(task.side, task.side).numpy()
             ax = axes[row, col]
             ax.imshow(heat, cmap="magma")

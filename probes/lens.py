@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from air_interp.hooks import Site
 from air_interp.model import HookedAIR
 
 STATES = ("z_H", "z_L")
@@ -35,7 +36,7 @@ def update_sites(model: HookedAIR, state: str) -> list[tuple[int, str]]:
     kind = state[-1]
     cfg = model.cfg
     return [
-        (step * cfg.sub_steps + sub, f"step.{step}.sub.{sub}.hook_{state}")
+        (step * cfg.sub_steps + sub, Site(step, sub).name(f"hook_{state}"))
         for step in range(cfg.halt_max_steps)
         for sub, sub_kind in enumerate(cfg.schedule)
         if sub_kind == kind
@@ -85,7 +86,7 @@ def trace_states(model: HookedAIR, inputs: np.ndarray, states: Sequence[str] = S
         hooks += [(name, _hold_previous) for _, name in update_sites(model, freeze)]
     current: dict[str, slice] = {}
     for state in states:
-        names = [f"hook_{state}_init"] + [name for _, name in sites[state]]
+        names = [Site().name(f"hook_{state}_init")] + [name for _, name in sites[state]]
         for update, name in enumerate(names):
             hooks.append((name, _recorder(model, traces[state].tokens, update, current)))
     desc = f"decode{'' if freeze is None else f' (freeze {freeze})'}"

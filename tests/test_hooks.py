@@ -199,3 +199,15 @@ def test_nnsight_read_and_freeze_match_the_transformerlens_hooks(model):
     torch.testing.assert_close(state, cache[state_name], rtol=0, atol=0)
     torch.testing.assert_close(frozen_nnsight, frozen_hooks, rtol=0, atol=0)
     assert not torch.allclose(frozen_hooks, model(batch))
+
+
+def test_site_names_are_the_hook_names_and_layer_is_the_layer(model):
+    """Every hook point's name is built from its site, and TransformerLens's ``layer()`` (which
+    parses ``blocks.{l}`` names) returns the layer, not the ACT step."""
+    for name, point in model.hook_dict.items():
+        point_name = name.split(".")[-1] if point.site.layer is None else name.split(f"layer.{point.site.layer}.")[1]
+        assert point.site.name(point_name) == name
+    pattern = model.hook_dict["step.0.sub.2.layer.1.attn.hook_pattern"]
+    assert (pattern.layer(), pattern.site.step, pattern.site.sub, pattern.site.kind) == (1, 0, 2, "H")
+    with pytest.raises(ValueError, match="not inside a layer"):
+        model.hook_dict["step.1.sub.0.hook_z_L"].layer()

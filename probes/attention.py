@@ -33,10 +33,11 @@ import pandas as pd
 import torch
 
 from air_interp.hooks import Site
+from air_interp.errors import AirInterpError
 from air_interp.model import HookedAIR
 from air_interp.tasks import AttentionSpec, Task, get_task
 
-from .lens import batches, decode_state
+from .lens import decode_state, puzzle_batch, stream
 from .render import draw_grid, save_figure
 
 PAPER_STEPS = (2, 4, 6, 8, 10, 12, 14, 15)
@@ -165,7 +166,7 @@ class _Collector:
 
 def attention_contrasts(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray,
                         options: AttentionOptions = AttentionOptions(), batch_size: int = 16,
-                        progress: bool = True) -> pd.DataFrame:
+                        progress: bool = True, puzzle_identifiers: Optional[np.ndarray] = None) -> pd.DataFrame:
     """One row per puzzle x step x layer x query cell with every contrast (see module docstring)."""
     cfg = model.cfg
     requested = paper_steps(cfg.halt_max_steps) if options.steps is None else options.steps
@@ -173,13 +174,13 @@ def attention_contrasts(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray
     layers = tuple(options.layers) if options.layers is not None else tuple(range(cfg.layers_of("L")))
     bad = [layer for layer in layers if not 0 <= layer < min(cfg.layers_of("L"), cfg.layers_of("H"))]
     if bad or not steps:
-        raise ValueError(f"no such layer {bad} or no ACT step below {cfg.halt_max_steps} among {requested}")
+        raise AirInterpError(f"no such layer {bad} or no ACT step below {cfg.halt_max_steps} among {requested}")
     collector = _Collector(model, replace(options, steps=steps), layers)
     inputs, labels = np.asarray(inputs), np.asarray(labels)
     with torch.inference_mode(), model.hooks(fwd_hooks=collector.hooks()):
-        for rows in batches(len(inputs), batch_size, "attention", progress):
+        for rows, batch in stream(model, inputs, batch_size, "attention", progress, puzzle_identifiers):
             collector.inputs, collector.labels, collector.offset = inputs[rows], labels[rows], rows.start
-            model({"inputs": torch.as_tensor(inputs[rows]).long()})
+            model(batch)
     return pd.concat(collector.rows, ignore_index=True)
 
 
@@ -238,7 +239,7 @@ def plot_contrasts(summary: pd.DataFrame, path: Path, title: str = "") -> list[P
 
 def plot_example(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, puzzle: int, layer: int,
                  head: int = 0, query: Optional[int] = None, steps: Optional[Sequence[int]] = None,
-                 path: Path = Path("attention_example")) -> list[Path]:
+                 path: Path = Path("attention_example"), puzzle_identifiers: Optional[np.ndarray] = None) -> list[Path]:
     """Figures 10-13: one query, one head, the L map beside the H map, at several ACT steps (temporal
     persistence; default the paper's 2, 8, 15 of 16 steps, scaled: 2, 4, 7 of 8), with the query's
     neighbourhood outlined."""
@@ -252,7 +253,7 @@ def plot_example(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, puzzl
     pattern_name = {(step, sub): Site(step, sub, layer=layer).name("attn.hook_pattern")
                     for step in steps for sub in (l_sub, h_sub)}
     with torch.inference_mode():
-        _, cache = model.run_with_cache({"inputs": torch.as_tensor(inputs[puzzle:puzzle + 1]).long()},
+        _, cache = model.run_with_cache(puzzle_batch(model, inputs, puzzle_identifiers, slice(puzzle, puzzle + 1)),
                                         names_filter=list(pattern_name.values()))
     outline = task.neighbourhood_mask(task.attention_spec.class_kind)[query]
     fig, axes = plt.subplots(len(steps), 3, figsize=(7.5, 2.6 * len(steps)), squeeze=False)

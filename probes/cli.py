@@ -138,10 +138,7 @@ def _linear_probe(args: argparse.Namespace) -> None:
     steps = _steps(args.steps, model.cfg.halt_max_steps) if args.steps else None
     targets = [t.strip() for t in args.targets.split(",")]
     data = collect(model, inputs, labels, steps=steps, batch_size=args.batch_size, progress=not args.quiet)
-    try:
-        table = linear_probes(data, targets, args.test_fraction, args.seed)
-    except ValueError as error:
-        raise AirInterpError(str(error)) from None
+    table = linear_probes(data, targets, args.test_fraction, args.seed)
     shown = ["target", "state", "step", "test_accuracy", "majority", "lens"]
     print(f"{path.name}: {model.cfg.variant} on {model.cfg.task}, {len(inputs)} puzzles, "
           f"{table['test_puzzles'].iloc[0]} held out")

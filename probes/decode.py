@@ -43,11 +43,13 @@ def per_sub_step(trace: StateTrace, total: int) -> np.ndarray:
 
 
 def decode(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray] = None,
-           batch_size: int = 64, progress: bool = True) -> DecodeResult:
+           batch_size: int = 64, progress: bool = True, puzzle_identifiers: Optional[np.ndarray] = None
+           ) -> DecodeResult:
     """Decoded z_H and z_L at every sub-step of a full rollout over ``inputs`` (puzzles, seq_len)."""
     cfg = model.cfg
     total = cfg.halt_max_steps * cfg.sub_steps
-    traces = trace_states(model, inputs, STATES, batch_size=batch_size, progress=progress)
+    traces = trace_states(model, inputs, STATES, batch_size=batch_size, progress=progress,
+                          puzzle_identifiers=puzzle_identifiers)
     grids = np.stack([per_sub_step(traces[s], total) for s in STATES], axis=2)
     initial = np.stack([traces[s].tokens[:, 0] for s in STATES], axis=1)
     task = get_task(cfg.task)

@@ -56,8 +56,8 @@ def change_counts(tokens: np.ndarray, task: Task) -> dict[str, np.ndarray]:
 
 
 def freeze(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray], state: str = "zH",
-           batch_size: int = 64, progress: bool = True, count_from: str = "published"
-           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+           batch_size: int = 64, progress: bool = True, count_from: str = "published",
+           puzzle_identifiers: Optional[np.ndarray] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run rollouts with ``state`` ("zH", "zL" or "none") frozen; counts start as ``count_from`` says.
 
     Returns ``(updates, puzzles)``: a tidy table with one row per puzzle x observed state x update
@@ -68,7 +68,8 @@ def freeze(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray], s
         raise AirInterpError(f"state must be one of {', '.join(FREEZE_CHOICES)}, got {state!r}")
     frozen = FREEZE_CHOICES[state]
     task = get_task(model.cfg.task)
-    traces = trace_states(model, inputs, STATES, freeze=frozen, batch_size=batch_size, progress=progress)
+    traces = trace_states(model, inputs, STATES, freeze=frozen, batch_size=batch_size, progress=progress,
+                          puzzle_identifiers=puzzle_identifiers)
     width = model.cfg.sub_steps
     rows, totals = [], {}
     for observed in STATES:
@@ -132,12 +133,14 @@ def plot_freeze(updates: pd.DataFrame, path: Path, title: str = "", count: str =
 
 def run_freeze(models: Sequence[HookedAIR], inputs: np.ndarray, labels: Optional[np.ndarray],
                states: Sequence[str] = ("none", "zH", "zL"), batch_size: int = 64, progress: bool = True,
-               count_from: str = "published") -> tuple[pd.DataFrame, pd.DataFrame]:
+               count_from: str = "published", puzzle_identifiers: Optional[np.ndarray] = None
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every freeze setting for every model (seed); tables carry ``run`` (the model's position)."""
     all_updates, all_puzzles = [], []
     for run, model in enumerate(models):
         for state in states:
-            updates, puzzles = freeze(model, inputs, labels, state, batch_size, progress, count_from)
+            updates, puzzles = freeze(model, inputs, labels, state, batch_size, progress, count_from,
+                                      puzzle_identifiers)
             all_updates.append(updates.assign(run=run))
             all_puzzles.append(puzzles.assign(run=run))
     return pd.concat(all_updates, ignore_index=True), pd.concat(all_puzzles, ignore_index=True)

@@ -8,12 +8,13 @@ decoded tokens, so memory is bounded by ``puzzles x updates x cells`` bytes what
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from air_interp.errors import AirInterpError
 from air_interp.hooks import Site
 from air_interp.model import HookedAIR
 
@@ -50,13 +51,29 @@ def step_end_sites(model: HookedAIR, state: str, steps: Optional[Sequence[int]] 
     return [(step, last[step]) for step in chosen]
 
 
-def batches(n: int, batch_size: int, desc: str, progress: bool = True) -> Iterator[slice]:
-    """Slices over ``n`` puzzles with a progress bar counting puzzles."""
+def puzzle_batch(model: HookedAIR, inputs: np.ndarray, puzzle_identifiers: Optional[np.ndarray],
+                 rows: Union[slice, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The model's batch for ``rows``: tokens and puzzle identifiers (0 when none are given)."""
+    tokens = torch.as_tensor(np.asarray(inputs)[rows], device=model.device).long()
+    ids = (torch.zeros(len(tokens), dtype=torch.long, device=model.device) if puzzle_identifiers is None
+           else torch.as_tensor(np.asarray(puzzle_identifiers)[rows], device=model.device).long())
+    return {"inputs": tokens, "puzzle_identifiers": ids}
+
+
+def stream(model: HookedAIR, inputs: np.ndarray, batch_size: int, desc: str, progress: bool = True,
+           puzzle_identifiers: Optional[np.ndarray] = None) -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:
+    """(rows, batch) over ``inputs`` in batches of ``batch_size``, with a progress bar counting
+    puzzles: the one loop every probe runs, so every batch carries everything the model reads."""
+    n = len(inputs)
+    if batch_size < 1:
+        raise AirInterpError(f"batch_size must be at least 1, got {batch_size}")
+    if puzzle_identifiers is not None and np.shape(puzzle_identifiers) != (n,):
+        raise AirInterpError(f"puzzle_identifiers must have shape ({n},), got {np.shape(puzzle_identifiers)}")
     with tqdm(total=n, desc=desc, unit="puzzle", disable=not progress, leave=False) as bar:
         for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            yield slice(start, stop)
-            bar.update(stop - start)
+            rows = slice(start, min(start + batch_size, n))
+            yield rows, puzzle_batch(model, inputs, puzzle_identifiers, rows)
+            bar.update(rows.stop - rows.start)
 
 
 def decode_state(model: HookedAIR, z: torch.Tensor) -> torch.Tensor:
@@ -91,11 +108,8 @@ def trace_states(model: HookedAIR, inputs: np.ndarray, states: Sequence[str] = S
             hooks.append((name, _recorder(model, traces[state].tokens, update, current)))
     desc = f"decode{'' if freeze is None else f' (freeze {freeze})'}"
     with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
-        for rows in batches(len(inputs), batch_size, desc, progress):
+        for rows, batch in stream(model, inputs, batch_size, desc, progress, puzzle_identifiers):
             current["rows"] = rows
-            batch = {"inputs": torch.as_tensor(inputs[rows]).long()}
-            if puzzle_identifiers is not None:
-                batch["puzzle_identifiers"] = torch.as_tensor(puzzle_identifiers[rows])
             model(batch)
     return traces
 

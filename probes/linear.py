@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from air_interp.errors import AirInterpError
 from air_interp.model import HookedAIR
 
-from .lens import STATES, batches, decode_state, step_end_sites
+from .lens import STATES, decode_state, step_end_sites, stream
 from .render import save_figure
 
 Target = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -67,7 +68,8 @@ def open_cells(inputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def collect(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, states: Sequence[str] = STATES,
-            steps: Optional[Sequence[int]] = None, batch_size: int = 64, progress: bool = True) -> ProbeData:
+            steps: Optional[Sequence[int]] = None, batch_size: int = 64, progress: bool = True,
+            puzzle_identifiers: Optional[np.ndarray] = None) -> ProbeData:
     """Run rollouts and keep, for each state and ACT step, the open cells' state vectors."""
     inputs, labels = np.asarray(inputs), np.asarray(labels)
     mask = open_cells(inputs, labels)
@@ -90,9 +92,9 @@ def collect(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, states: Se
 
     hooks = [(site.name, recorder(site)) for site in sites]
     with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
-        for rows in batches(len(inputs), batch_size, "probe states", progress):
+        for rows, batch in stream(model, inputs, batch_size, "probe states", progress, puzzle_identifiers):
             current["rows"] = rows
-            out = model({"inputs": torch.as_tensor(inputs[rows]).long()}, return_type="all")
+            out = model(batch, return_type="all")
             final[offsets[rows.start]:offsets[rows.stop]] = decode_state(model, out.z_H)[
                 torch.as_tensor(mask[rows])].cpu().numpy()
     puzzle = np.repeat(np.arange(len(inputs)), mask.sum(-1))
@@ -136,12 +138,12 @@ def linear_probes(data: ProbeData, targets: Sequence[str] = tuple(TARGETS), test
     ``lens`` (``answer`` only) is the logit lens's accuracy on the same held-out cells."""
     unknown = sorted(set(targets) - set(TARGETS))
     if unknown:
-        raise ValueError(f"unknown probe target(s) {unknown}; choose from {', '.join(TARGETS)}")
+        raise AirInterpError(f"unknown probe target(s) {unknown}; choose from {', '.join(TARGETS)}")
     puzzles = np.unique(data.puzzle)
     held_out = np.random.default_rng(seed).permutation(puzzles)[:max(1, round(test_fraction * len(puzzles)))]
     test = np.isin(data.puzzle, held_out)
     if test.all() or not test.any():
-        raise ValueError("linear probes need at least two puzzles with open cells")
+        raise AirInterpError("linear probes need at least two puzzles with open cells")
     rows = []
     for target in targets:
         for site in data.sites:

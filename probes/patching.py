@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from air_interp.errors import AirInterpError
 from air_interp.model import HookedAIR
 
-from .lens import STATES, batches, decode_state, step_end_sites
+from .lens import STATES, decode_state, puzzle_batch, step_end_sites, stream
 from .render import save_figure
 
 
@@ -31,14 +32,14 @@ def next_puzzle(n: int) -> np.ndarray:
     return (np.arange(n) + 1) % n
 
 
-def _final(model: HookedAIR, inputs: torch.Tensor, hooks: list) -> torch.Tensor:
+def _final(model: HookedAIR, batch: dict[str, torch.Tensor], hooks: list) -> torch.Tensor:
     with model.hooks(fwd_hooks=hooks):
-        return decode_state(model, model({"inputs": inputs}, return_type="all").z_H)
+        return decode_state(model, model(batch, return_type="all").z_H)
 
 
 def patch(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, sources: Optional[np.ndarray] = None,
           states: Sequence[str] = STATES, steps: Optional[Sequence[int]] = None, batch_size: int = 64,
-          progress: bool = True) -> pd.DataFrame:
+          progress: bool = True, puzzle_identifiers: Optional[np.ndarray] = None) -> pd.DataFrame:
     """One row per target puzzle x patched state x ACT step (``state="none"``: the unpatched run).
 
     Columns: ``follows_source`` / ``follows_target`` (fraction of the cells where the two solutions
@@ -48,14 +49,13 @@ def patch(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, sources: Opt
     inputs, labels = np.asarray(inputs), np.asarray(labels)
     sources = next_puzzle(len(inputs)) if sources is None else np.asarray(sources)
     if sources.shape != (len(inputs),) or sources.min() < 0 or sources.max() >= len(inputs):
-        raise ValueError(f"sources must hold one puzzle index in [0, {len(inputs)}) per puzzle")
+        raise AirInterpError(f"sources must hold one puzzle index in [0, {len(inputs)}) per puzzle")
     sites = [(state, step, name) for state in states for step, name in step_end_sites(model, state, steps)]
     rows = []
     with torch.inference_mode():
-        for batch in batches(len(inputs), batch_size, "patch", progress):
-            target = torch.as_tensor(inputs[batch]).long()
-            source = torch.as_tensor(inputs[sources[batch]]).long()
-            _, cache = model.run_with_cache({"inputs": source}, names_filter=[name for _, _, name in sites])
+        for batch, target in stream(model, inputs, batch_size, "patch", progress, puzzle_identifiers):
+            source = puzzle_batch(model, inputs, puzzle_identifiers, sources[batch])
+            _, cache = model.run_with_cache(source, names_filter=[name for _, _, name in sites])
             clean = _final(model, target, [])
             rows.append(_pair_rows(clean, clean, batch, "none", -1, labels, sources))
             for state, step, name in sites:

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from air_interp.cli import main
+from air_interp.errors import AirInterpError
 from air_interp.probes.linear import ProbeData, ProbeSite, collect, fit_probe, linear_probes, open_cells, plot_linear_probes
 from air_interp.probes.patching import next_puzzle, patch, patch_summary, plot_patching
 from conftest import sudoku_test_puzzles, tiny_model
@@ -79,7 +80,7 @@ def test_probe_table_splits_by_puzzle_and_reports_baselines():
     assert 0.4 < answer["lens"] < 0.6  # ... though the lens reads only half of them
     assert answer["test_cells"] == 5 * 30 and answer["train_cells"] == 15 * 30
     assert answer["majority"] < 0.2 and not np.isnan(answer["lens"]) and np.isnan(correct["lens"])
-    with pytest.raises(ValueError, match="unknown probe target"):
+    with pytest.raises(AirInterpError, match="unknown probe target"):
         linear_probes(ProbeData([site], puzzle, labels, labels), ["colour"])
 
 
@@ -142,3 +143,38 @@ def test_linear_probe_and_patch_cli_end_to_end(model, tmp_path, capsys):
                  "--out", str(tmp_path / "p")]) == 2
     assert "unknown probe target" in capsys.readouterr().err
     assert main(["patch", str(checkpoint), "--puzzles", "1", "--quiet"]) == 2
+
+
+def test_every_probe_feeds_the_puzzle_identifiers_to_the_model():
+    """A model with a learned embedding per puzzle identifier: every probe must run it on the
+    identifiers it is given (0 when none are), through the one streaming loop."""
+    import torch
+
+    from air_interp.probes.attention import attention_contrasts
+    from air_interp.probes.decode import decode
+    from air_interp.probes.freeze import freeze
+    from air_interp.probes.lens import decode_state
+    from air_interp.probes.linear import collect
+    from air_interp.probes.patching import patch
+    from conftest import sudoku_test_puzzles, tiny_model
+
+    model = tiny_model(num_puzzle_identifiers=3)
+    inputs, labels = sudoku_test_puzzles(4)
+    ids = np.array([2, 1, 0, 2])
+    name = "step.1.sub.5.hook_z_H"
+    with torch.inference_mode():
+        _, cache = model.run_with_cache({"inputs": torch.as_tensor(inputs).long(),
+                                         "puzzle_identifiers": torch.as_tensor(ids)}, names_filter=name)
+    grids = decode(model, inputs, labels, batch_size=3, progress=False, puzzle_identifiers=ids).grids
+    assert np.array_equal(grids[:, -1, 0], decode_state(model, cache[name]).numpy())
+    probes = {
+        "decode": lambda **kw: decode(model, inputs, labels, progress=False, **kw).table,
+        "freeze": lambda **kw: freeze(model, inputs, labels, "none", progress=False, **kw)[1],
+        "attention": lambda **kw: attention_contrasts(model, inputs, labels, progress=False, **kw),
+        "linear": lambda **kw: pd.DataFrame(collect(model, inputs, labels, progress=False, **kw).sites[-1].features),
+        "patch": lambda **kw: patch(model, inputs, labels, progress=False, **kw),
+    }
+    for probe, run in probes.items():
+        default, zeros, given = run(), run(puzzle_identifiers=np.zeros(4, int)), run(puzzle_identifiers=ids)
+        pd.testing.assert_frame_equal(default, zeros, obj=probe)
+        assert not default.equals(given), probe

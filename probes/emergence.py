@@ -228,10 +228,14 @@ def plot_emergence(table: pd.DataFrame, path: Path, title: str = "") -> list[Pat
         _panel(ax, table, colours, f"content changes of {state} over the rollout", "changes per puzzle",
                [("normal", "-", dict(metric="content_changes", state=state, setting="normal")),
                 (f"{other} frozen", "--", dict(metric="content_changes", state=state, setting=f"{other} frozen"))])
-    titles = {locality: f"{locality.replace('d_', 'Δ')} = L minus H mass nearby, control queries (> 0: L more local)",
-              "d_ent": "Δent = H minus L normalised entropy, control queries"}
+    for ax in (axes[0, 0], axes[0, 1], axes[0, 2], axes[1, 0]):  # counts and accuracies: never negative
+        ax.set_ylim(bottom=0)
+    # Control queries (no violated neighbour) are the paper's; early checkpoints may have none at all.
+    queries = "control" if (table["setting"] == "control").any() else "all"
+    titles = {locality: f"{locality.replace('d_', 'Δ')} = L minus H mass nearby, {queries} queries (> 0: L more local)",
+              "d_ent": f"Δent = H minus L normalised entropy, {queries} queries"}
     for ax, (metric, panel_title) in zip(axes[1, 1:], titles.items()):
-        lines = [(f"layer {layer}", layer_styles[i % len(layer_styles)], dict(metric=metric, setting="control", layer=layer))
+        lines = [(f"layer {layer}", layer_styles[i % len(layer_styles)], dict(metric=metric, setting=queries, layer=layer))
                  for i, layer in enumerate(layers)]
         _panel(ax, table, colours, panel_title, "mean over queries", lines)
         ax.axhline(0, color="#444444", linewidth=0.7)

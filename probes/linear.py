@@ -128,6 +128,11 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_te
     return accuracy(x_train, y_train), accuracy(x_test, y_test)
 
 
+def held_out_count(n_puzzles: int, test_fraction: float) -> int:
+    """How many of ``n_puzzles`` puzzles the probes hold out (at least one)."""
+    return max(1, round(test_fraction * n_puzzles))
+
+
 def linear_probes(data: ProbeData, targets: Sequence[str] = tuple(TARGETS), test_fraction: float = 0.25,
                   seed: int = 0, weight_decay: float = 1e-3) -> pd.DataFrame:
     """Fit one probe per target x site; one row each with train / held-out accuracy and baselines.
@@ -138,7 +143,7 @@ def linear_probes(data: ProbeData, targets: Sequence[str] = tuple(TARGETS), test
     if unknown:
         raise ValueError(f"unknown probe target(s) {unknown}; choose from {', '.join(TARGETS)}")
     puzzles = np.unique(data.puzzle)
-    held_out = np.random.default_rng(seed).permutation(puzzles)[:max(1, round(test_fraction * len(puzzles)))]
+    held_out = np.random.default_rng(seed).permutation(puzzles)[:held_out_count(len(puzzles), test_fraction)]
     test = np.isin(data.puzzle, held_out)
     if test.all() or not test.any():
         raise ValueError("linear probes need at least two puzzles with open cells")

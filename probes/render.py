@@ -22,6 +22,7 @@ from air_interp.tasks import Task  # noqa: E402
 PAD_COLOUR = "#9e9e9e"
 CHAR_COLOURS = {".": "#f6d98b", "#": "#1f1f1f", " ": "#ffffff", "S": "#2e9d4a", "G": "#d33c3c", "o": "#3f7fd9"}
 DIGIT_COLOUR = "#ffffff"
+FORMATS = ("png", "pdf")
 
 
 def token_colours(task: Task) -> list[str]:
@@ -56,7 +57,7 @@ def draw_grid(ax: plt.Axes, task: Task, tokens: np.ndarray, labels: Optional[np.
     ax.set_title(title, fontsize=7)
 
 
-def save_figure(fig: plt.Figure, path: Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+def save_figure(fig: plt.Figure, path: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
     """Save ``fig`` as ``path.<fmt>`` for every format (atomically) and close it."""
     written = []
     for fmt in formats:

@@ -3,8 +3,8 @@
 # sudoku-easy50 and maze-8-unique are the data of the embedded default checkpoints (checkpoints/*.json);
 # maze-10, maze-15 and sudoku-hard were tried and dropped (docs/exploration/).
 set -euo pipefail
-air-interp data generate sudoku --tier easy --clues 50 --train 1000 --test 1000 --seed 0 --out data/sudoku-easy50
-air-interp data generate maze --size 8 --unique-path --train 4000 --test 1000 --seed 0 --out data/maze-8-unique
-air-interp data generate maze --size 10 --train 4000 --test 1000 --seed 0 --out data/maze-10
-air-interp data generate maze --size 15 --train 1000 --test 1000 --seed 0 --out data/maze-15
-air-interp data generate sudoku --tier hard --min-rating 8 --train 1000 --test 1000 --seed 0 --out data/sudoku-hard
+air-interp data generate sudoku --tier easy --clues 50 --train 1000 --test 1000 --seed 0 --overwrite --out data/sudoku-easy50
+air-interp data generate maze --size 8 --unique-path --train 4000 --test 1000 --seed 0 --overwrite --out data/maze-8-unique
+air-interp data generate maze --size 10 --train 4000 --test 1000 --seed 0 --overwrite --out data/maze-10
+air-interp data generate maze --size 15 --train 1000 --test 1000 --seed 0 --overwrite --out data/maze-15
+air-interp data generate sudoku --tier hard --min-rating 8 --train 1000 --test 1000 --seed 0 --overwrite --out data/sudoku-hard

@@ -59,6 +59,7 @@ def _add_import(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--min-rating", type=float, help="keep CSV rows rated at least this")
     p.add_argument("--max-rating", type=float, help="keep CSV rows rated at most this")
     p.add_argument("--skip-invalid", action="store_true", help="drop bad rows (and say how many) instead of stopping")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_import)
 
 
@@ -139,17 +140,18 @@ def run_import(args: argparse.Namespace) -> None:
     else:
         files = _csv_files(args, task)
         train, test = (
-            upstream.read_csv(files[name], task, bad, args.min_rating, args.max_rating, progress=True)
+            upstream.read_csv(files[name], task, bad, args.min_rating, args.max_rating, progress=not args.quiet)
             for name in SPLITS
         )
         provenance = {"kind": "csv", "files": {k: str(v) for k, v in files.items()},
                       "min_rating": args.min_rating, "max_rating": args.max_rating}
     summary = bad.raise_or_report(args.skip_invalid)
+    if not (len(train) and len(test)):
+        rating_filter = args.min_rating is not None or args.max_rating is not None
+        raise AirInterpError(f"nothing to import: {len(train)} train and {len(test)} test puzzles are left after "
+                             f"skipping {len(bad.rows)} invalid rows" + (" and the rating filter" if rating_filter else ""))
     if summary:
         print(summary, file=sys.stderr)
-    if not (len(train) and len(test)):
-        raise AirInterpError(f"nothing to import: {len(train)} train and {len(test)} test puzzles are left after "
-                             f"skipping {len(bad.rows)} invalid rows and applying the rating filter")
     train = upstream.subsample(train, args.subsample, args.seed)
     test = upstream.subsample(test, args.subsample_test, args.seed)
     provenance |= {"subsample": args.subsample, "subsample_test": args.subsample_test, "seed": args.seed,

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from air_interp.arguments import Parser  # noqa: E402
 from air_interp.errors import AirInterpError  # noqa: E402
 from air_interp.io import check_file_target  # noqa: E402
-from air_interp.probes.render import FORMATS, save_figure  # noqa: E402
+from air_interp.probes.render import FORMATS, save_figure, styled  # noqa: E402
 
 
 def read_metrics(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -32,9 +32,10 @@ def read_metrics(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return records[records["kind"] == "train"], records[records["kind"] == "eval"]
 
 
+@styled
 def plot_curves(runs: dict[str, Path], path: Path) -> list[Path]:
     """One row of three panels; one line per run."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.4), layout="constrained")
     for name, run in runs.items():
         train, evals = read_metrics(Path(run))
         line = axes[0].plot(train["step"], train["accuracy"], linewidth=1, label=name)[0]
@@ -46,10 +47,11 @@ def plot_curves(runs: dict[str, Path], path: Path) -> list[Path]:
             axes[2].plot(evals["step"], first, linestyle=":", color=line.get_color(), label=f"{name}: first ACT step")
     titles = ("training cell accuracy (batch)", "test cell accuracy", "test exact accuracy")
     for ax, title in zip(axes, titles):
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title)
         ax.set_xlabel("optimiser step")
+        ax.set_ylabel("accuracy (fraction)")
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=7)
     return save_figure(fig, path)
 
 

@@ -9,7 +9,8 @@ from importlib import import_module
 from typing import Any
 
 _HOMES = {
-    "convert": "checkpoints", "export_official": "checkpoints", "load_model": "checkpoints", "save_model": "checkpoints",
+    "convert": "checkpoints", "export_official": "checkpoints", "load_model": "checkpoints",
+    "save_model": "checkpoints",
     "INJECTION_PRESETS": "config", "PRESETS": "config", "AIRConfig": "config",
     "AirInterpError": "errors",
     "Site": "hooks", "SiteHookPoint": "hooks",

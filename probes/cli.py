@@ -7,6 +7,7 @@ into an ``--out`` folder the user names.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -85,7 +86,8 @@ def _decode(args: argparse.Namespace) -> None:
     path, model = _load(args.checkpoint, args.device)
     inputs, labels = _puzzles(args, model.cfg.task)
     if not args.puzzle < len(inputs):
-        raise AirInterpError(f"--puzzle {args.puzzle}: only {len(inputs)} puzzles are analysed (0 to {len(inputs) - 1})")
+        raise AirInterpError(f"--puzzle {args.puzzle}: only {len(inputs)} puzzles are analysed "
+                             f"(0 to {len(inputs) - 1})")
     steps = _steps(args.steps, model.cfg.halt_max_steps)
     result = decode(model, inputs, labels, batch_size=args.batch_size, progress=not args.quiet)
     print(f"{path.name}: {model.cfg.variant} on {model.cfg.task}, {len(inputs)} puzzles")
@@ -201,7 +203,8 @@ def _linear_probe(args: argparse.Namespace) -> None:
     print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if out is not None:
         written = write_table(table, out / "linear_probes")
-        written += plot_linear_probes(table, out / "linear_probes", title=f"{path.stem}: linear probes, held-out puzzles")
+        written += plot_linear_probes(table, out / "linear_probes",
+                                      title=f"{path.stem}: linear probes, held-out puzzles")
         _report(written)
 
 
@@ -231,6 +234,8 @@ def _parse_models(specs: list[str]) -> dict[str, Path]:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             raise AirInterpError(f"--model takes NAME=PATH, got {spec!r}")
+        if not re.fullmatch(r"[\w.-]+", name):
+            raise AirInterpError(f"--model {name}: NAME starts the names of its files; use letters, digits, _ . -")
         if not Path(path).exists():
             raise AirInterpError(f"--model {name}: {path}: no such file")
         if name in models:
@@ -274,7 +279,8 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
                     "every ACT step. Prints one puzzle's rollout and per-step statistics; writes the "
                     "tidy table (CSV, Markdown), the grid figure (PNG, PDF) and an HTML viewer.")
     decode.add_argument("checkpoint", nargs="?", help="checkpoint (default: the embedded Sudoku Lx_H model)")
-    decode.add_argument("--puzzle", type=non_negative_int, default=0, help="which analysed puzzle to print and draw (default 0)")
+    decode.add_argument("--puzzle", type=non_negative_int, default=0,
+                        help="which analysed puzzle to print and draw (default 0)")
     decode.add_argument("--steps", default="0,1,last", help="ACT steps to print and draw (default 0,1,last)")
     _add_common(decode)
     decode.set_defaults(func=_decode)
@@ -319,8 +325,9 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     probe.add_argument("checkpoint", nargs="?", help="checkpoint (default: the embedded Sudoku Lx_H model)")
     probe.add_argument("--targets", default="answer,correct,will_change", help="comma-separated probe targets")
     probe.add_argument("--steps", help="ACT steps to probe (default: all)")
-    probe.add_argument("--test-fraction", type=fraction, default=0.25, help="fraction of the puzzles held out (default 0.25)")
-    probe.add_argument("--seed", type=int, default=0, help="seed of the held-out split (default 0)")
+    probe.add_argument("--test-fraction", type=fraction, default=0.25,
+                       help="fraction of the puzzles held out (default 0.25)")
+    probe.add_argument("--seed", type=non_negative_int, default=0, help="seed of the held-out split (default 0)")
     _add_common(probe, puzzles=256)
     probe.set_defaults(func=_linear_probe)
 

@@ -62,7 +62,8 @@ def token_legend(task: Task, marks_wrong: bool = True) -> list[Patch]:
         handles.append(Patch(facecolor=CHAR_COLOURS.get(char, DIGIT_COLOUR), edgecolor="#555555", label=name))
     if digits:
         wrong = ", red: not the solution's" if marks_wrong else ""
-        handles.append(Patch(facecolor=DIGIT_COLOUR, edgecolor="#555555", label=f"digit {digits[0]}-{digits[-1]}{wrong}"))
+        handles.append(Patch(facecolor=DIGIT_COLOUR, edgecolor="#555555",
+                             label=f"digit {digits[0]}-{digits[-1]}{wrong}"))
     return handles
 
 

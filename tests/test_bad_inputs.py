@@ -107,6 +107,8 @@ CASES = [
     (["sweep", "--out", "sweep", "--jobs", "0", "--", "--data", "shift"], "--jobs: must be a positive integer"),
     (["linear-probe", "tiny.safetensors", "--test-fraction", "0"], "--test-fraction: must lie strictly between 0 and 1"),
     (["linear-probe", "tiny.safetensors", "--targets", "answer,colour"], "unknown target(s) colour"),
+    (["linear-probe", "tiny.safetensors", "--seed", "-1"], "--seed: must be an integer >= 0"),
+    (["figures", "--model", "a/b=tiny.safetensors", "--out", "figs"], "--model a/b: NAME starts the names"),
     # indices out of range
     (["attention", "tiny.safetensors", "--head", "4"], "--head 4: this model has 4 heads"),
     (["attention", "tiny.safetensors", "--layer", "2"], "--layer 2: this model has 2 layers"),

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from air_interp.arguments import Parser, positive_int, run_device
+from air_interp.arguments import Parser, non_negative_int, positive_int, run_device
 from air_interp.config import PRESETS, AIRConfig, variant_fields
 from air_interp.errors import AirInterpError
 
@@ -82,7 +82,8 @@ def _add_train(commands: Any) -> None:
     length.add_argument("--epochs", type=int, default=argparse.SUPPRESS,
                         help="epochs (one example of each training puzzle per epoch)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    parser.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="seed of everything (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=argparse.SUPPRESS,
+                        help="seed of everything (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     hints = typing.get_type_hints(TrainConfig)
     recipe = parser.add_argument_group("recipe and run options")

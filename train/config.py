@@ -160,8 +160,9 @@ class TrainConfig:
 
         A model override of ``d_model`` without ``puzzle_emb_ndim`` keeps the paper's convention
         puzzle_emb_ndim = d_model (one puzzle-embedding position). The halting rule
-        (``no_act_continue``) becomes part of the model, so evaluation uses the rule it was trained with. Every dataset here has one
-        puzzle identifier, as in the public Sudoku and maze data.
+        (``no_act_continue``) becomes part of the model, so evaluation uses the rule it was
+        trained with. Every dataset here has one puzzle identifier, as in the public Sudoku and
+        maze data.
         """
         fields = dict(SCALE_MODELS[self.scale])
         fields.update(self.model)

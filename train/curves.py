@@ -59,7 +59,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = Parser(prog="python -m air_interp.train.curves", description=__doc__,
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories or metrics.jsonl files (NAME=PATH to name them)")
-    parser.add_argument("--out", type=Path, required=True, help="figure path without suffix (.png and .pdf are written)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="figure path without suffix (.png and .pdf are written)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing figure files")
     args = parser.parse_args(argv)
     runs = {}

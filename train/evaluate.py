@@ -3,8 +3,9 @@
 Exact accuracy (whole grid right) and cell accuracy are read after the last segment. The
 Q-halting statistics say what adaptive halting would have given: the segment where the Q head
 first says "halt" under the halting rule the model was trained with (``HookedAIR.halts``: the
-paper's q_halt > q_continue, or TRM's q_halt > 0), the accuracy of the prediction there, and whether the final q_halt sign predicts correctness. Exact accuracy
-after each segment is reported too.
+paper's q_halt > q_continue, or TRM's q_halt > 0), the accuracy of the prediction there, and
+whether the final q_halt sign predicts correctness. Exact accuracy after each segment is
+reported too.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from air_interp.arguments import positive_int
+from air_interp.arguments import non_negative_int, positive_int
 from air_interp.config import INJECTION_PRESETS, LEVEL_TOKEN_PRESETS, variant_fields
 from air_interp.errors import AirInterpError
 
@@ -93,7 +93,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="sweep directory (one run directory per preset and seed)")
     parser.add_argument("--presets", nargs="+", default=["injection"],
                         help=f"preset names or groups ({', '.join(PRESET_GROUPS)}); default injection")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="seeds (default 0 1)")
+    parser.add_argument("--seeds", nargs="+", type=non_negative_int, default=[0, 1], help="seeds (default 0 1)")
     parser.add_argument("--jobs", type=positive_int, default=1, help="runs trained at a time (default 1)")
     parser.add_argument("--list", action="store_true", help="print every run and its status, train nothing")
     parser.add_argument("train_args", nargs=argparse.REMAINDER,

@@ -55,7 +55,7 @@ def _add_import(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--subsample", type=positive_int, help="keep this many train puzzles, drawn with --seed")
     p.add_argument("--subsample-test", type=positive_int, help="keep this many test puzzles, drawn with --seed")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subsample (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the subsample (default 0)")
     p.add_argument("--min-rating", type=float, help="keep CSV rows rated at least this")
     p.add_argument("--max-rating", type=float, help="keep CSV rows rated at most this")
     p.add_argument("--skip-invalid", action="store_true", help="drop bad rows (and say how many) instead of stopping")
@@ -116,7 +116,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("processed", "csv"), default="processed", help="default processed")
     p.add_argument("--augmentations", type=non_negative_int, default=0,
                    help="augmentations per train puzzle (processed only)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the augmentations")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the augmentations")
     p.set_defaults(func=run_export)
 
 
@@ -149,7 +149,8 @@ def run_import(args: argparse.Namespace) -> None:
     if not (len(train) and len(test)):
         rating_filter = args.min_rating is not None or args.max_rating is not None
         raise AirInterpError(f"nothing to import: {len(train)} train and {len(test)} test puzzles are left after "
-                             f"skipping {len(bad.rows)} invalid rows" + (" and the rating filter" if rating_filter else ""))
+                             f"skipping {len(bad.rows)} invalid rows"
+                             + (" and the rating filter" if rating_filter else ""))
     if summary:
         print(summary, file=sys.stderr)
     train = upstream.subsample(train, args.subsample, args.seed)

@@ -32,7 +32,8 @@ from air_interp.tasks import Task, get_task
 CSV_HEADER = ["source", "question", "answer", "rating"]
 PROCESSED_ARRAYS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
 HF_REPOS = {"sudoku": "sapientinc/sudoku-extreme", "maze": "sapientinc/maze-30x30-hard-1k"}
-PROCESSED_FILES = ("identifiers.json", *(f"{split}/{name}" for split in SPLITS for name in ("dataset.json", "all__*.npy")))
+PROCESSED_FILES = ("identifiers.json",
+                   *(f"{split}/{name}" for split in SPLITS for name in ("dataset.json", "all__*.npy")))
 
 
 @dataclass

@@ -266,10 +266,10 @@ class HookedAIR(HookedRootModule):
         array, or a dict with ``inputs`` and optional ``puzzle_identifiers``), as a dict of tensors
         on the model's device; integer entries (``inputs``, ``labels``, ...) become int64."""
         inputs, ids = self.prepare_batch(batch)
-        extra = {k: v for k, v in batch.items() if k not in ("inputs", "puzzle_identifiers")} \
-            if isinstance(batch, Mapping) else {}
         data = {"inputs": inputs, "puzzle_identifiers": ids}
-        for name, value in extra.items():
+        for name, value in (batch.items() if isinstance(batch, Mapping) else ()):
+            if name in data:
+                continue
             tensor = torch.as_tensor(value, device=self.device)
             data[name] = tensor if tensor.is_floating_point() or tensor.dtype == torch.bool else tensor.long()
         return data

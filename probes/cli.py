@@ -9,10 +9,14 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from air_interp.arguments import DEVICE_HELP, device, fraction, non_negative_int, positive_int
+from air_interp.config import AIRConfig
 from air_interp.errors import AirInterpError
+
+if TYPE_CHECKING:  # the model module imports torch, which the parser must not
+    from air_interp.model import HookedAIR
 
 
 def _add_common(parser: argparse.ArgumentParser, puzzles: int = 64) -> None:
@@ -26,8 +30,8 @@ def _add_common(parser: argparse.ArgumentParser, puzzles: int = 64) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _add_out(parser: argparse.ArgumentParser, help_text: str, default: Optional[str] = None) -> None:
-    parser.add_argument("--out", default=default, help=help_text)
+def _add_out(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--out", help=help_text)
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty --out folder (files of the same names are replaced)")
 
@@ -101,7 +105,7 @@ def _decode(args: argparse.Namespace) -> None:
         _report(written)
 
 
-def _same_configuration(loaded: list[tuple[Path, Any]]) -> None:
+def _same_configuration(loaded: list[tuple[Path, HookedAIR]]) -> None:
     """Checkpoints averaged as seeds must differ in their weights only."""
     (first_path, first), *others = loaded
     for path, model in others:
@@ -111,7 +115,7 @@ def _same_configuration(loaded: list[tuple[Path, Any]]) -> None:
                                  f"{', '.join(differences)}")
 
 
-def _config_differences(a, b) -> list[str]:
+def _config_differences(a: AIRConfig, b: AIRConfig) -> list[str]:
     """What differs between two configs, the variant named as such rather than as its fields."""
     variant_fields = ("arch", "n_L", "n_H", "operator", "level_token")
     first = {"variant": a.variant, **{k: v for k, v in a.to_dict().items() if k not in variant_fields}}
@@ -171,7 +175,7 @@ def _attention(args: argparse.Namespace) -> None:
         example_layer = n_layers - 1 if layer is None else layer
         written = write_table(table, out / "attention_table") + write_table(rows, out / "attention_rows", ["csv"])
         written += plot_contrasts(table, out / "attention_contrasts",
-                                  title=f"{path.stem}: L minus H, {len(inputs)} puzzles")
+                                  title=f"{path.stem}: L-update vs H-update, {len(inputs)} puzzles")
         written += plot_example(model, inputs, labels, puzzle=0, layer=example_layer, head=args.head,
                                 path=out / f"attention_example_layer{example_layer}")
         _report(written)

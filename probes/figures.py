@@ -79,7 +79,7 @@ def model_figures(name: str, path: Path, out: Path, puzzles: int, progress: bool
     rows = attention_contrasts(model, inputs, labels, progress=progress)
     table = summarize(rows)
     files += write_table(table, out / f"{name}_attention_table", TABLE_FORMATS)
-    files += plot_contrasts(table, out / f"{name}_attention", title=f"{name}: L minus H, {len(inputs)} test puzzles")
+    files += plot_contrasts(table, out / f"{name}_attention", title=f"{name}: L-update vs H-update, {len(inputs)} test puzzles")
     files += plot_example(model, inputs, labels, puzzle=0, layer=model.cfg.n_layers - 1,
                           path=out / f"{name}_attention_example")
     return files + beyond_figures(name, model, inputs, labels, out, progress)

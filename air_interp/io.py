@@ -181,7 +181,7 @@ def check_replaceable_folder(path: PathLike, what: str, problem: Callable[[Path]
             raise AirInterpError(f"{path} is not empty and not a {what} of ours ({reason}); "
                                  "refusing to replace it, choose another --out")
         if not overwrite:
-            raise AirInterpError(f"{path} already holds a {what}; pass --overwrite to replace it")
+            raise AirInterpError(f"{path} is a {what} of ours; pass --overwrite to replace it")
     check_writable_location(path.parent)  # the new folder is made beside the old one
     return path
 

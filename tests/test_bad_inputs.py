@@ -126,7 +126,7 @@ CASES = [
     (["tables", ".", "--out", "/proc/air-interp-test"], "cannot create files in /proc"),
     (["data", "generate", "maze", "--size", "8", "--out", "."], ". holds the current folder"),
     (["data", "generate", "maze", "--size", "8", "--out", "mine", "--overwrite"], "not a dataset of ours"),
-    (["data", "generate", "maze", "--size", "8", "--out", "shift"], "already holds a dataset; pass --overwrite"),
+    (["data", "generate", "maze", "--size", "8", "--out", "shift"], "shift is a dataset of ours; pass --overwrite"),
     (["data", "generate", "maze", "--size", "8", "--out", "afile"], "afile is a file"),
     (["data", "import", "sudoku", "header_only", "--out", "tiny.safetensors"], "is a file"),
     (["data", "export", "shift", "--out", "mine", "--overwrite"], "not a processed dataset of ours"),

@@ -70,7 +70,7 @@ def test_folder_rules(tmp_path):
     with pytest.raises(AirInterpError, match="not a report of ours"):
         check_replaceable_folder(mine, "report", lambda folder: "no", overwrite=True)
     assert check_replaceable_folder(mine, "report", lambda folder: None, overwrite=True) == mine
-    with pytest.raises(AirInterpError, match="already holds a report; pass --overwrite"):
+    with pytest.raises(AirInterpError, match="is a report of ours; pass --overwrite"):
         check_replaceable_folder(mine, "report", lambda folder: None)
     (mine / "sub").mkdir()
     (mine / "sub" / "a.npy").write_text("")

@@ -56,7 +56,10 @@ def _load_ours(path: Path) -> tuple[AIRConfig, dict[str, torch.Tensor]]:
         raise AirInterpError(f"{path}: not a readable safetensors file ({_first_line(err)})") from None
     if metadata.get("format") != FORMAT or "config" not in metadata:
         raise AirInterpError(f"{path}: safetensors file has no air-interp config in its metadata")
-    return AIRConfig.from_json(metadata["config"]), tensors
+    try:
+        return AIRConfig.from_json(metadata["config"]), tensors
+    except (AirInterpError, TypeError) as err:
+        raise AirInterpError(f"{path}: bad config in its metadata: {_first_line(err)}") from None
 
 
 # ---- the public training code's format ---------------------------------------------------------
@@ -66,7 +69,7 @@ _ARCH_FIELDS = {  # all_config.yaml arch key -> AIRConfig field
     "pos_encodings": "pos_encodings", "puzzle_emb_ndim": "puzzle_emb_ndim", "H_cycles": "H_cycles",
     "L_cycles": "L_cycles", "halt_max_steps": "halt_max_steps",
     "halt_exploration_prob": "halt_exploration_prob", "forward_dtype": "forward_dtype",
-    "rope_theta": "rope_theta", "rms_norm_eps": "rms_norm_eps",
+    "rope_theta": "rope_theta", "rms_norm_eps": "rms_norm_eps", "no_ACT_continue": "no_act_continue",
 }
 _LAYER_RENAMES = (("attn.qkv.", "self_attn.qkv_proj."), ("attn.out.", "self_attn.o_proj."),
                   ("mlp.gate_up.", "mlp.gate_up_proj."), ("mlp.down.", "mlp.down_proj."))
@@ -187,7 +190,7 @@ def load_official(path: PathLike, seq_len: Optional[int] = None) -> HookedAIR:
     if state:
         raise AirInterpError(f"{path}: unexpected key {sorted(state)[0]} for variant {cfg.variant} "
                              f"({len(state)} unexpected in all)")
-    _assign(model, ours)
+    _assign(model, ours, path)
     return model
 
 
@@ -274,7 +277,7 @@ def load_model(path: PathLike, device: Union[str, torch.device, None] = None, se
     if _is_safetensors(path):
         cfg, tensors = _load_ours(path)
         model = HookedAIR(cfg)
-        _assign(model, _checked(model, tensors, path))
+        _assign(model, _checked(model, tensors, path), path)
     else:
         model = load_official(path, seq_len=seq_len)
     return model.to(device or "cpu").eval()
@@ -307,7 +310,10 @@ def _checked(model: HookedAIR, tensors: dict[str, torch.Tensor], path: Path) -> 
     return tensors
 
 
-def _assign(model: HookedAIR, tensors: dict[str, torch.Tensor]) -> None:
+def _assign(model: HookedAIR, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise AirInterpError(f"{path}: key {bad} holds NaN or infinite values; the checkpoint is broken")
     state = {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in tensors.items()}
     model.load_state_dict(state, strict=True)
 

@@ -1,7 +1,8 @@
 """The ``air-interp`` command: a thin layer over library functions.
 
 Heavy imports (torch, TransformerLens) happen inside the commands, so ``--help`` is quick.
-Every error a user can cause is an :class:`AirInterpError`, printed as one line (exit code 2).
+Every error a user can cause is an :class:`AirInterpError` or a usage error, printed as one line
+(exit code 2) before any compute.
 """
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from .arguments import Parser
 from .errors import AirInterpError
 
 
 def _convert(args: argparse.Namespace) -> None:
     from .checkpoints import convert
+    from .io import check_file_target
 
+    check_file_target(args.out, args.overwrite)
     cfg = convert(args.official, args.out)
     print(f"wrote {args.out}: variant {cfg.variant}, task {cfg.task}, d_model {cfg.d_model}, "
           f"{cfg.n_layers} layers, forward_dtype {cfg.forward_dtype}")
@@ -36,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .probes.cli import add_probe_parsers
     from .train.cli import add_train_parser
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="air-interp",
         description="Read, intervene on and train shared-weight recurrent Transformers (AIR, HRM) "
                     "on Sudoku and mazes.",
@@ -49,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "step), written by the public AIR/HRM training code into our format.")
     convert.add_argument("official", help="step_<N> file or run directory of the public training code")
     convert.add_argument("out", help="output .safetensors path")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     convert.set_defaults(func=_convert)
 
     info = commands.add_parser("info", help="print a checkpoint's variant, sizes and config")
@@ -62,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error already reported in one line
+        return int(stop.code or 0)
     try:
         args.func(args)
     except AirInterpError as err:

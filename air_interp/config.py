@@ -109,6 +109,9 @@ class AIRConfig:
     L_cycles: int = 2
     halt_max_steps: int = 16
     halt_exploration_prob: float = 0.1
+    # The halting rule the Q head was trained with: False is the paper's (halt when
+    # q_halt > q_continue, Q-continue target from one more segment), True is TRM's (halt when q_halt > 0).
+    no_act_continue: bool = False
     forward_dtype: str = "bfloat16"
 
     def __post_init__(self) -> None:
@@ -130,6 +133,8 @@ class AIRConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "AIRConfig":
+        if not isinstance(data, dict):
+            raise AirInterpError(f"a config is a JSON object of fields, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -207,6 +212,7 @@ class AIRConfig:
     def validate(self) -> None:
         """Raise a one-line AirInterpError for any inconsistent setting."""
         checks = [
+            (_known_task(self.task), f"unknown task {self.task!r}; known: sudoku, maze, maze<side> (side 4..64)"),
             (self.arch in ("air", "hrm"), f"arch must be 'air' or 'hrm', got {self.arch!r}"),
             (self.operator in OPERATORS, f"operator must be one of {OPERATORS}, got {self.operator!r}"),
             (self.level_token in LEVEL_TOKENS, f"level_token must be one of {LEVEL_TOKENS}, got {self.level_token!r}"),
@@ -231,3 +237,11 @@ class AIRConfig:
         for ok, message in checks:
             if not ok:
                 raise AirInterpError(message)
+
+
+def _known_task(name: Any) -> bool:
+    try:
+        get_task(name)
+    except (ValueError, TypeError):
+        return False
+    return True

@@ -261,8 +261,22 @@ class HookedAIR(HookedRootModule):
         return RolloutOutput(logits, q[:, 0], q[:, 1], z_H, z_L)
 
     # ---- ACT wrapper (training) -------------------------------------------------------------
-    def initial_carry(self, batch: Mapping[str, torch.Tensor]) -> ACTCarry:
+    def act_batch(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """A batch as the ACT wrapper keeps it: what :meth:`forward` accepts (a token tensor or
+        array, or a dict with ``inputs`` and optional ``puzzle_identifiers``), as a dict of tensors
+        on the model's device; integer entries (``inputs``, ``labels``, ...) become int64."""
+        inputs, ids = self.prepare_batch(batch)
+        data = {"inputs": inputs, "puzzle_identifiers": ids}
+        for name, value in (batch.items() if isinstance(batch, Mapping) else ()):
+            if name in data:
+                continue
+            tensor = torch.as_tensor(value, device=self.device)
+            data[name] = tensor if tensor.is_floating_point() or tensor.dtype == torch.bool else tensor.long()
+        return data
+
+    def initial_carry(self, batch: Batch) -> ACTCarry:
         """A carry whose rows are all halted, so the first ``act_step`` fills them from its batch."""
+        batch = self.act_batch(batch)
         size = batch["inputs"].shape[0]
         z_H, z_L = self.initial_state(size)
         return ACTCarry(
@@ -272,22 +286,28 @@ class HookedAIR(HookedRootModule):
             data={k: torch.empty_like(v) for k, v in batch.items()},
         )
 
-    def act_step(self, carry: ACTCarry, batch: Mapping[str, torch.Tensor], no_act_continue: bool = False
-                 ) -> tuple[ACTCarry, dict[str, torch.Tensor]]:
+    def halts(self, q_halt: torch.Tensor, q_continue: torch.Tensor) -> torch.Tensor:
+        """Where the Q head says "halt" under this model's rule (``cfg.no_act_continue``):
+        q_halt > q_continue (the paper), or q_halt > 0 (TRM)."""
+        return q_halt > (0 if self.cfg.no_act_continue else q_continue)
+
+    def act_step(self, carry: ACTCarry, batch: Batch) -> tuple[ACTCarry, dict[str, torch.Tensor]]:
         """One ACT call (SPEC 1.3): refill halted rows, run one segment, decide halting.
 
-        In training mode (and halt_max_steps > 1) rows may also halt when q_halt > q_continue,
-        exploration imposes a random minimum number of steps, and ``target_q_continue`` comes
-        from one more segment without gradient. With ``no_act_continue`` (TRM) rows halt when
-        q_halt > 0 and there is no extra segment and no target. Hook points do not fire here.
+        ``batch`` is anything :meth:`forward` accepts. In training mode (and halt_max_steps > 1)
+        rows may also halt when the Q head says so (:meth:`halts`), exploration imposes a random
+        minimum number of steps, and under the paper's rule ``target_q_continue`` comes from one
+        more segment without gradient (TRM's rule, ``cfg.no_act_continue``, has no extra segment
+        and no target). Hook points do not fire here.
         """
+        batch = self.act_batch(batch)
         reset = carry.halted
         init_H, init_L = self.initial_state(reset.shape[0])
         z_H = torch.where(reset.view(-1, 1, 1), init_H, carry.z_H)
         z_L = torch.where(reset.view(-1, 1, 1), init_L, carry.z_L)
         steps = torch.where(reset, 0, carry.steps)
         data = {k: torch.where(reset.view((-1,) + (1,) * (v.ndim - 1)), batch[k], v) for k, v in carry.data.items()}
-        x = self.embed(data["inputs"], data.get("puzzle_identifiers", torch.zeros_like(steps)))
+        x = self.embed(data["inputs"], data["puzzle_identifiers"])
         z_H, z_L = self._segment(z_H, z_L, x, hooks=None)
         logits, q = self._token_logits(z_H), self._q_logits(z_H)
         outputs = {"logits": logits, "q_halt_logits": q[:, 0], "q_continue_logits": q[:, 1]}
@@ -297,11 +317,11 @@ class HookedAIR(HookedRootModule):
             is_last = steps >= self.cfg.halt_max_steps
             halted = is_last
             if self.training and self.cfg.halt_max_steps > 1:
-                halted = halted | (q[:, 0] > (0 if no_act_continue else q[:, 1]))
+                halted = halted | self.halts(q[:, 0], q[:, 1])
                 explore = torch.rand_like(q[:, 0]) < self.cfg.halt_exploration_prob
                 min_steps = explore * torch.randint_like(steps, low=2, high=self.cfg.halt_max_steps + 1)
                 halted = halted & (steps >= min_steps)
-                if not no_act_continue:
+                if not self.cfg.no_act_continue:
                     next_q = self._q_logits(self._segment(z_H, z_L, x, hooks=None)[0])
                     target = torch.where(is_last, next_q[:, 0], torch.maximum(next_q[:, 0], next_q[:, 1]))
                     outputs["target_q_continue"] = torch.sigmoid(target)

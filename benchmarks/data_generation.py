@@ -1,6 +1,6 @@
 """Generation speed per Sudoku tier and maze size, and the rating distribution of a hard set.
 
-    python benchmarks/data_generation.py [--hard-set data/sudoku-hard] [--figure figures/sudoku_ratings.png]
+    python benchmarks/data_generation.py [--hard-set data/sudoku-hard] [--figure docs/sudoku_ratings.png]
 
 Prints a Markdown table (puzzles per second, one process) and writes a histogram of the ratings
 of the hard set beside those of unselected minimal puzzles.
@@ -79,7 +79,7 @@ def rating_figure(hard_set: Path, figure: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hard-set", type=Path, default=Path("data/sudoku-hard"))
-    parser.add_argument("--figure", type=Path, default=Path("figures/sudoku_ratings.png"))
+    parser.add_argument("--figure", type=Path, default=Path("docs/sudoku_ratings.png"))
     args = parser.parse_args()
     print("| generator | kept puzzles/s | candidates/s | mean rating (Sudoku) or path length (Maze) |")
     print("|---|---|---|---|")

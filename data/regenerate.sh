@@ -4,9 +4,9 @@
 # sudoku-easy34 is the harder tier the 4-layer Sudoku runs are fine-tuned on (cells stay open for several ACT steps);
 # maze-10, maze-15 and sudoku-hard were tried and dropped (docs/exploration/).
 set -euo pipefail
-air-interp data generate sudoku --tier easy --clues 50 --train 1000 --test 1000 --seed 0 --out data/sudoku-easy50
-air-interp data generate sudoku --tier easy --clues 34 --train 1000 --test 1000 --seed 0 --out data/sudoku-easy34
-air-interp data generate maze --size 8 --unique-path --train 4000 --test 1000 --seed 0 --out data/maze-8-unique
-air-interp data generate maze --size 10 --train 4000 --test 1000 --seed 0 --out data/maze-10
-air-interp data generate maze --size 15 --train 1000 --test 1000 --seed 0 --out data/maze-15
-air-interp data generate sudoku --tier hard --min-rating 8 --train 1000 --test 1000 --seed 0 --out data/sudoku-hard
+air-interp data generate sudoku --tier easy --clues 50 --train 1000 --test 1000 --seed 0 --overwrite --out data/sudoku-easy50
+air-interp data generate sudoku --tier easy --clues 34 --train 1000 --test 1000 --seed 0 --overwrite --out data/sudoku-easy34
+air-interp data generate maze --size 8 --unique-path --train 4000 --test 1000 --seed 0 --overwrite --out data/maze-8-unique
+air-interp data generate maze --size 10 --train 4000 --test 1000 --seed 0 --overwrite --out data/maze-10
+air-interp data generate maze --size 15 --train 1000 --test 1000 --seed 0 --overwrite --out data/maze-15
+air-interp data generate sudoku --tier hard --min-rating 8 --train 1000 --test 1000 --seed 0 --overwrite --out data/sudoku-hard

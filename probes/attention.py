@@ -38,7 +38,7 @@ from air_interp.model import HookedAIR
 from air_interp.tasks import AttentionSpec, Task, get_task
 
 from .lens import decode_state, puzzle_batch, stream
-from .render import draw_grid, save_figure
+from .render import draw_grid, save_figure, styled, token_legend
 
 PAPER_STEPS = (2, 4, 6, 8, 10, 12, 14, 15)
 
@@ -216,33 +216,59 @@ def summarize(table: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.Data
     return pd.DataFrame(out)
 
 
+# What each contrast measures, as a figure says it: (panel title, y-axis label).
+METRIC_LABELS = {
+    "d_nbr": ("Δnbr = mass_L(N) − mass_H(N)\nN: row, column and box", "attention mass, L − H"),
+    "d_rho_n4": ("Δρ N4 = (mass_L − mass_H) / 4\n4 neighbours", "mass per cell, L − H"),
+    "d_rho_n8": ("Δρ N8 = (mass_L − mass_H) / 8\n8 neighbours", "mass per cell, L − H"),
+    "d_rho_5x5": ("Δρ 5x5 = (mass_L − mass_H) / 24\n5x5 window", "mass per cell, L − H"),
+    "d_ent": ("Δent = Hn(H) − Hn(L)\n> 0: L attends more narrowly", "normalised entropy, H − L"),
+    "d_viol": ("Δviol = mass_L(V) − mass_H(V)\nV: wrong cells of the decoded z_H", "attention mass, L − H"),
+}
+
+
+@styled
 def plot_contrasts(summary: pd.DataFrame, path: Path, title: str = "") -> list[Path]:
-    """Figures 8-9: per-layer bars of every contrast for each query class, bootstrap 95% CIs."""
+    """Figures 8-9: per-layer bars of every contrast for each query class, with puzzle-level
+    bootstrap 95% confidence intervals as error bars."""
     metrics = list(dict.fromkeys(summary["metric"]))
     classes = [c for c in dict.fromkeys(summary["cls"]) if c != "all"]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3), squeeze=False)
+    columns = min(len(metrics), 3)
+    rows = -(-len(metrics) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.9 * columns + 0.4, 2.9 * rows + 0.9), squeeze=False,
+                             layout="constrained")
     width = 0.8 / max(len(classes), 1)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes.flat, metrics):
         for i, cls in enumerate(classes):
-            rows = summary[(summary["metric"] == metric) & (summary["cls"] == cls)]
-            x = rows["layer"].to_numpy() + (i - (len(classes) - 1) / 2) * width
-            err = np.stack([rows["mean"] - rows["boot_ci_low"], rows["boot_ci_high"] - rows["mean"]])
-            ax.bar(x, rows["mean"], width, yerr=err, capsize=2, label=cls)
+            part = summary[(summary["metric"] == metric) & (summary["cls"] == cls)]
+            x = part["layer"].to_numpy() + (i - (len(classes) - 1) / 2) * width
+            err = np.stack([part["mean"] - part["boot_ci_low"], part["boot_ci_high"] - part["mean"]])
+            ax.bar(x, part["mean"], width, yerr=err, capsize=2, label=cls, color=f"C{i}")
         ax.axhline(0, color="#444444", linewidth=0.7)
-        ax.set_title(metric.replace("d_", "Δ"), fontsize=9)
+        panel_title, unit = METRIC_LABELS.get(metric, (metric, "L − H"))
+        ax.set_title(panel_title)
+        ax.set_ylabel(unit)
         ax.set_xlabel("layer")
         ax.set_xticks(sorted(summary["layer"].unique()))
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
+        ax.yaxis.set_major_locator(plt.MaxNLocator(5))
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useMathText=True)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncol=len(classes),
+               title="queries", frameon=False)
+    n_puzzles = int(summary["n_puzzles"].max()) if len(summary) else 0
+    caption = f"bars: mean over queries; error bars: puzzle-level bootstrap 95% CI ({n_puzzles} puzzles)"
+    fig.suptitle(f"{title}\n{caption}" if title else caption)
     return save_figure(fig, path)
 
 
+@styled
 def plot_example(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, puzzle: int, layer: int,
                  head: int = 0, query: Optional[int] = None, steps: Optional[Sequence[int]] = None,
                  path: Path = Path("attention_example"), puzzle_identifiers: Optional[np.ndarray] = None) -> list[Path]:
     """Figures 10-13: one query, one head, the L map beside the H map, at several ACT steps (temporal
     persistence; default the paper's 2, 8, 15 of 16 steps, scaled: 2, 4, 7 of 8), with the query's
-    neighbourhood outlined."""
+    neighbourhood outlined; one colour scale per row, with its colour bar."""
     task = get_task(model.cfg.task)
     queries = np.flatnonzero(task.attention_queries(inputs[puzzle], labels[puzzle]))
     query = int(queries[0]) if query is None else query
@@ -256,20 +282,31 @@ def plot_example(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, puzzl
         _, cache = model.run_with_cache(puzzle_batch(model, inputs, puzzle_identifiers, slice(puzzle, puzzle + 1)),
                                         names_filter=list(pattern_name.values()))
     outline = task.neighbourhood_mask(task.attention_spec.class_kind)[query]
-    fig, axes = plt.subplots(len(steps), 3, figsize=(7.5, 2.6 * len(steps)), squeeze=False)
+    fig, axes = plt.subplots(len(steps), 3, figsize=(7.6, 2.4 * len(steps) + 1.1), squeeze=False, layout="constrained")
     for row, step in enumerate(steps):
-        draw_grid(axes[row, 0], task, inputs[puzzle], title=f"input, query cell {query}")
-        for col, (kind, sub) in enumerate((("L", l_sub), ("H", h_sub)), start=1):
-            p = content_pattern(cache[pattern_name[(step, sub)]], model.cfg.seq_len)
-            heat = p[0, head, query].reshape(task.side, task.side).numpy()
+        draw_grid(axes[row, 0], task, inputs[puzzle], title="input" if row == 0 else "")
+        _outline(axes[row, 0], np.arange(task.seq_len) == query, task.side, "#00e676", 1.5)
+        axes[row, 0].set_ylabel(f"ACT step {step}")
+        heats = [content_pattern(cache[pattern_name[(step, sub)]], model.cfg.seq_len)
+                 [0, head, query].reshape(task.side, task.side).numpy() for sub in (l_sub, h_sub)]
+        top = max(float(np.nanmax(h)) for h in heats)
+        for col, (kind, heat) in enumerate(zip("LH", heats), start=1):
             ax = axes[row, col]
-            ax.imshow(heat, cmap="magma")
-            for cell in np.flatnonzero(outline):
-                r, c = divmod(int(cell), task.side)
-                ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="#4fc3f7", linewidth=0.8))
-            r, c = divmod(query, task.side)
-            ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="#00e676", linewidth=1.5))
+            image = ax.imshow(heat, cmap="magma", vmin=0, vmax=top)
+            _outline(ax, outline, task.side, "#4fc3f7", 0.8)
+            _outline(ax, np.arange(task.seq_len) == query, task.side, "#00e676", 1.5)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{kind}-update, step {step}, layer {layer}, head {head}", fontsize=7)
+            ax.set_title(f"{kind}-update" if row == 0 else "")
+        fig.colorbar(image, ax=axes[row, 1:], shrink=0.9, label="attention probability")
+    fig.suptitle(f"Where query cell {query} attends: layer {layer}, head {head}, first L and first H sub-step\n"
+                 "green: the query; blue: its neighbourhood")
+    fig.legend(handles=token_legend(task, marks_wrong=False), loc="outside lower center",
+               ncol=len(token_legend(task)), frameon=False, title="input")
     return save_figure(fig, path)
+
+
+def _outline(ax: plt.Axes, cells: np.ndarray, side: int, colour: str, width: float) -> None:
+    for cell in np.flatnonzero(cells):
+        r, c = divmod(int(cell), side)
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor=colour, linewidth=width))

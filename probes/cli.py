@@ -1,31 +1,54 @@
-"""The probe commands (``decode``, ``freeze``, ``attention``, ...): thin wrappers over the probe functions."""
+"""The probe commands (``decode``, ``freeze``, ``attention``, ...): thin wrappers over the probe functions.
+
+Each command checks everything it was given (the output folder, the checkpoint, the data, every
+index) before the first rollout. Tables are printed; figures and table files are written only
+into an ``--out`` folder the user names.
+"""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
+from air_interp.arguments import DEVICE_HELP, device, fraction, non_negative_int, positive_int
+from air_interp.config import AIRConfig
 from air_interp.errors import AirInterpError
 
-from .output import write_table
+if TYPE_CHECKING:  # the model module imports torch, which the parser must not
+    from air_interp.model import HookedAIR
 
 
-def _add_common(parser: argparse.ArgumentParser, out: str, puzzles: int = 64) -> None:
+def _add_common(parser: argparse.ArgumentParser, puzzles: int = 64) -> None:
     parser.add_argument("--data", help="dataset directory (default: the shipped dataset of the model's task)")
     parser.add_argument("--split", default="test", choices=("train", "test"), help="split to read (default test)")
-    parser.add_argument("--puzzles", type=int, default=puzzles, help=f"number of puzzles to analyse (default {puzzles})")
-    parser.add_argument("--batch-size", type=int, default=64, help="puzzles per rollout batch (default 64)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--out", default=out, help=f"output directory (default {out})")
+    parser.add_argument("--puzzles", type=positive_int, default=puzzles,
+                        help=f"number of puzzles to analyse (default {puzzles})")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="puzzles per rollout batch (default 64)")
+    parser.add_argument("--device", type=device, default="cpu", help=DEVICE_HELP)
+    _add_out(parser, "folder for the table files and figures (default: print only, write nothing)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _load(checkpoint: Optional[str], device: str):
+def _add_out(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--out", help=help_text)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty --out folder (files of the same names are replaced)")
+
+
+def _out_folder(args: argparse.Namespace) -> Optional[Path]:
+    """The checked ``--out`` folder, or None when nothing is to be written."""
+    from air_interp.io import check_folder_target
+
+    return None if args.out is None else check_folder_target(args.out, args.overwrite)
+
+
+def _load(checkpoint: Optional[str], device_name: str):
     from air_interp.checkpoints import load_model
     from air_interp.defaults import default_checkpoint
 
     path = Path(checkpoint) if checkpoint else default_checkpoint()
-    return path, load_model(path, device=device)
+    return path, load_model(path, device=device_name)
 
 
 def _puzzles(args: argparse.Namespace, task: str):
@@ -38,8 +61,8 @@ def _puzzles(args: argparse.Namespace, task: str):
     if dataset.task.name != task:
         raise AirInterpError(f"{data} holds {dataset.task.name} puzzles but the model is a {task} model")
     split = dataset.split(args.split)
-    if args.puzzles < 1:
-        raise AirInterpError("--puzzles must be at least 1")
+    if len(split) == 0:
+        raise AirInterpError(f"{data}: the {args.split} split holds no puzzles")
     count = min(args.puzzles, len(split))
     return split.inputs[:count], split.labels[:count]
 
@@ -55,36 +78,61 @@ def _steps(text: str, n_steps: int) -> list[int]:
     return steps
 
 
+def _report(written: list[Path]) -> None:
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
 def _decode(args: argparse.Namespace) -> None:
     from .decode import decode, plot_decode, render_rollout, summary, write_viewer
+    from .output import write_table
 
+    out = _out_folder(args)
     path, model = _load(args.checkpoint, args.device)
     inputs, labels = _puzzles(args, model.cfg.task)
-    if not 0 <= args.puzzle < len(inputs):
-        raise AirInterpError(f"--puzzle must lie in [0, {len(inputs)})")
+    if not args.puzzle < len(inputs):
+        raise AirInterpError(f"--puzzle {args.puzzle}: only {len(inputs)} puzzles are analysed "
+                             f"(0 to {len(inputs) - 1})")
     steps = _steps(args.steps, model.cfg.halt_max_steps)
     result = decode(model, inputs, labels, batch_size=args.batch_size, progress=not args.quiet)
-    out = Path(args.out)
     print(f"{path.name}: {model.cfg.variant} on {model.cfg.task}, {len(inputs)} puzzles")
     print(render_rollout(result, args.puzzle, steps))
     table = summary(result.table)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    written = write_table(result.table, out / "decode_table", ["csv"]) + write_table(table, out / "decode_summary")
-    written += plot_decode(result, args.puzzle, steps, out / f"decode_puzzle{args.puzzle}")
-    written.append(write_viewer(result, args.puzzle, out / f"decode_puzzle{args.puzzle}_viewer"))
-    print("wrote " + ", ".join(str(p) for p in written))
+    if out is not None:
+        written = write_table(result.table, out / "decode_table", ["csv"]) + write_table(table, out / "decode_summary")
+        written += plot_decode(result, args.puzzle, steps, out / f"decode_puzzle{args.puzzle}")
+        written.append(write_viewer(result, args.puzzle, out / f"decode_puzzle{args.puzzle}_viewer"))
+        _report(written)
+
+
+def _same_configuration(loaded: list[tuple[Path, HookedAIR]]) -> None:
+    """Checkpoints averaged as seeds must differ in their weights only."""
+    (first_path, first), *others = loaded
+    for path, model in others:
+        differences = _config_differences(first.cfg, model.cfg)
+        if differences:
+            raise AirInterpError(f"{first_path} and {path} are not seeds of one model: they differ in "
+                                 f"{', '.join(differences)}")
+
+
+def _config_differences(a: AIRConfig, b: AIRConfig) -> list[str]:
+    """What differs between two configs, the variant named as such rather than as its fields."""
+    variant_fields = ("arch", "n_L", "n_H", "operator", "level_token")
+    first = {"variant": a.variant, **{k: v for k, v in a.to_dict().items() if k not in variant_fields}}
+    second = {"variant": b.variant, **{k: v for k, v in b.to_dict().items() if k not in variant_fields}}
+    return [f"{name} ({first[name]} vs {second[name]})" for name in first if first[name] != second[name]]
 
 
 def _freeze(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from .freeze import freeze_table, plot_freeze, run_freeze
+    from .output import write_table
 
+    out = _out_folder(args)
     loaded = [_load(c, args.device) for c in (args.checkpoints or [None])]
-    tasks = {model.cfg.task for _, model in loaded}
-    if len(tasks) > 1:
-        raise AirInterpError(f"all checkpoints must share a task, got {sorted(tasks)}")
-    inputs, labels = _puzzles(args, tasks.pop())
+    _same_configuration(loaded)
+    inputs, labels = _puzzles(args, loaded[0][1].cfg.task)
     states = ["none"] if args.state == "none" else ["none", args.state]
     updates, puzzles = run_freeze([m for _, m in loaded], inputs, labels, states, args.batch_size, not args.quiet,
                                   count_from=args.count_from)
@@ -92,66 +140,82 @@ def _freeze(args: argparse.Namespace) -> None:
     shown = [c for c in table if c.endswith(("content_changes_mean", "content_changes_sem", "exact_mean"))]
     pd.set_option("display.width", 200)
     print(table[["freeze", *shown]].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    out = Path(args.out)
-    names = "+".join(p.stem for p, _ in loaded)
-    written = write_table(table, out / "freeze_table") + write_table(updates, out / "freeze_updates", ["csv"])
-    written += plot_freeze(updates, out / f"freeze_{args.state}", title=f"{names}, {len(inputs)} puzzles")
-    print("wrote " + ", ".join(str(p) for p in written))
+    if out is not None:
+        names = "+".join(p.stem for p, _ in loaded)
+        written = write_table(table, out / "freeze_table") + write_table(updates, out / "freeze_updates", ["csv"])
+        written += plot_freeze(updates, out / f"freeze_{args.state}", title=f"{names}, {len(inputs)} puzzles")
+        _report(written)
 
 
 def _attention(args: argparse.Namespace) -> None:
     from .attention import AttentionOptions, attention_contrasts, plot_contrasts, plot_example, summarize
+    from .output import write_table
 
+    out = _out_folder(args)
     path, model = _load(args.checkpoint, args.device)
-    inputs, labels = _puzzles(args, model.cfg.task)
-    n_layers = model.cfg.n_layers
-    if args.layer is not None:
-        if not -n_layers <= args.layer < n_layers:
-            raise AirInterpError(f"--layer {args.layer}: this model has {n_layers} layers (0 to {n_layers - 1}, "
-                                 f"or -1 for the last); the paper's models have 4")
-        args.layer %= n_layers
+    cfg = model.cfg
+    n_layers = min(cfg.layers_of("L"), cfg.layers_of("H"))
+    if args.layer is not None and not -n_layers <= args.layer < n_layers:
+        raise AirInterpError(f"--layer {args.layer}: this model has {n_layers} layers (0 to {n_layers - 1}, "
+                             f"or -1 for the last); the paper's models have 4")
+    if not 0 <= args.head < cfg.n_heads:
+        raise AirInterpError(f"--head {args.head}: this model has {cfg.n_heads} heads (0 to {cfg.n_heads - 1})")
+    layer = None if args.layer is None else args.layer % n_layers
+    inputs, labels = _puzzles(args, cfg.task)
     options = AttentionOptions(
-        steps=tuple(_steps(args.steps, model.cfg.halt_max_steps)) if args.steps else None,
-        layers=None if args.layer is None else (args.layer,),
+        steps=tuple(_steps(args.steps, cfg.halt_max_steps)) if args.steps else None,
+        layers=None if layer is None else (layer,),
         violation_timing=args.violation_timing, violation_scope=args.violation_scope,
         include_self=None if args.self_in_neighbourhood == "published" else args.self_in_neighbourhood == "yes",
         skip_sink_heads=args.skip_sink_heads,
     )
     rows = attention_contrasts(model, inputs, labels, options, batch_size=args.batch_size, progress=not args.quiet)
     table = summarize(rows, n_boot=args.bootstrap)
-    print(f"{path.name}: {model.cfg.variant} on {model.cfg.task}, {len(inputs)} puzzles, {len(rows)} query rows")
+    print(f"{path.name}: {cfg.variant} on {cfg.task}, {len(inputs)} puzzles, {len(rows)} query rows")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    out = Path(args.out)
-    layer = args.layer if args.layer is not None else n_layers - 1
-    written = write_table(table, out / "attention_table") + write_table(rows, out / "attention_rows", ["csv"])
-    written += plot_contrasts(table, out / "attention_contrasts", title=f"{path.stem}: L minus H, {len(inputs)} puzzles")
-    written += plot_example(model, inputs, labels, puzzle=0, layer=layer, head=args.head,
-                            path=out / f"attention_example_layer{layer}")
-    print("wrote " + ", ".join(str(p) for p in written))
+    if out is not None:
+        example_layer = n_layers - 1 if layer is None else layer
+        written = write_table(table, out / "attention_table") + write_table(rows, out / "attention_rows", ["csv"])
+        written += plot_contrasts(table, out / "attention_contrasts",
+                                  title=f"{path.stem}: L-update vs H-update, {len(inputs)} puzzles")
+        written += plot_example(model, inputs, labels, puzzle=0, layer=example_layer, head=args.head,
+                                path=out / f"attention_example_layer{example_layer}")
+        _report(written)
 
 
 def _linear_probe(args: argparse.Namespace) -> None:
-    from .linear import collect, linear_probes, plot_linear_probes
+    from .linear import TARGETS, collect, held_out_count, linear_probes, plot_linear_probes
+    from .output import write_table
 
+    targets = [t.strip() for t in args.targets.split(",")]
+    unknown = sorted(set(targets) - set(TARGETS))
+    if unknown:
+        raise AirInterpError(f"--targets: unknown target(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
+    out = _out_folder(args)
     path, model = _load(args.checkpoint, args.device)
     inputs, labels = _puzzles(args, model.cfg.task)
+    if not 0 < held_out_count(len(inputs), args.test_fraction) < len(inputs):
+        raise AirInterpError(f"--test-fraction {args.test_fraction} of {len(inputs)} puzzles leaves no puzzle to fit "
+                             "or none to test; use more --puzzles")
     steps = _steps(args.steps, model.cfg.halt_max_steps) if args.steps else None
-    targets = [t.strip() for t in args.targets.split(",")]
     data = collect(model, inputs, labels, steps=steps, batch_size=args.batch_size, progress=not args.quiet)
     table = linear_probes(data, targets, args.test_fraction, args.seed)
     shown = ["target", "state", "step", "test_accuracy", "majority", "lens"]
     print(f"{path.name}: {model.cfg.variant} on {model.cfg.task}, {len(inputs)} puzzles, "
           f"{table['test_puzzles'].iloc[0]} held out")
     print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    out = Path(args.out)
-    written = write_table(table, out / "linear_probes")
-    written += plot_linear_probes(table, out / "linear_probes", title=f"{path.stem}: linear probes, held-out puzzles")
-    print("wrote " + ", ".join(str(p) for p in written))
+    if out is not None:
+        written = write_table(table, out / "linear_probes")
+        written += plot_linear_probes(table, out / "linear_probes",
+                                      title=f"{path.stem}: linear probes, held-out puzzles")
+        _report(written)
 
 
 def _patch(args: argparse.Namespace) -> None:
+    from .output import write_table
     from .patching import patch, patch_summary, plot_patching
 
+    out = _out_folder(args)
     path, model = _load(args.checkpoint, args.device)
     inputs, labels = _puzzles(args, model.cfg.task)
     if len(inputs) < 2:
@@ -161,10 +225,10 @@ def _patch(args: argparse.Namespace) -> None:
     summary = patch_summary(rows)
     print(f"{path.name}: {model.cfg.variant} on {model.cfg.task}, {len(inputs)} pairs (puzzle i <- puzzle i+1)")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    out = Path(args.out)
-    written = write_table(summary, out / "patching_summary") + write_table(rows, out / "patching_rows", ["csv"])
-    written += plot_patching(summary, out / "patching", title=f"{path.stem}: patching a state from another puzzle")
-    print("wrote " + ", ".join(str(p) for p in written))
+    if out is not None:
+        written = write_table(summary, out / "patching_summary") + write_table(rows, out / "patching_rows", ["csv"])
+        written += plot_patching(summary, out / "patching", title=f"{path.stem}: patching a state from another puzzle")
+        _report(written)
 
 
 def _parse_models(specs: list[str]) -> dict[str, Path]:
@@ -173,52 +237,59 @@ def _parse_models(specs: list[str]) -> dict[str, Path]:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             raise AirInterpError(f"--model takes NAME=PATH, got {spec!r}")
+        if not re.fullmatch(r"[\w.-]+", name):
+            raise AirInterpError(f"--model {name}: NAME starts the names of its files; use letters, digits, _ . -")
         if not Path(path).exists():
             raise AirInterpError(f"--model {name}: {path}: no such file")
+        if name in models:
+            raise AirInterpError(f"--model {name} is given twice")
         models[name] = Path(path)
     return models
 
 
 def _figures(args: argparse.Namespace) -> None:
-    from .figures import regenerate
+    from .figures import check_figures_target, regenerate
 
-    if args.puzzles < 1:
-        raise AirInterpError("--puzzles must be at least 1")
+    out = check_figures_target(Path(args.out), args.overwrite)
+    models = _parse_models(args.model) or None
     sweep = Path(args.sweep) if args.sweep else None
-    manifest = regenerate(Path(args.out), _parse_models(args.model) or None, sweep, args.puzzles, not args.quiet,
-                          args.sweep_puzzles)
+    manifest = regenerate(out, models, sweep, args.puzzles, not args.quiet, args.sweep_puzzles, args.overwrite)
     print(f"wrote the figures and tables listed in {manifest}")
 
 
 def _tables(args: argparse.Namespace) -> None:
+    from .output import write_table
     from .tables import accuracy_rows, find_checkpoints, injection_table, level_token_table
 
+    out = _out_folder(args)
     rows = accuracy_rows(find_checkpoints(Path(args.directory)), Path(args.data) if args.data else None,
                          args.puzzles, not args.quiet)
-    out = Path(args.out)
-    written = write_table(rows, out / "sweep_accuracy", ["csv"])
-    for name, table in (("injection_table", injection_table(rows)), ("level_token_table", level_token_table(rows))):
+    tables = {"injection_table": injection_table(rows), "level_token_table": level_token_table(rows)}
+    for name, table in tables.items():
         print(f"{name}:\n{table.to_string(index=False)}\n")
-        written += write_table(table, out / name, ("csv", "md", "tex"))
-    print("wrote " + ", ".join(str(p) for p in written))
+    if out is not None:
+        written = write_table(rows, out / "sweep_accuracy", ["csv"])
+        for name, table in tables.items():
+            written += write_table(table, out / name, ("csv", "md", "tex"))
+        _report(written)
 
 
 def _emergence(args: argparse.Namespace) -> None:
     from .emergence import emergence, plot_emergence
+    from .output import write_table
 
-    if args.puzzles < 1 or args.batch_size < 1:
-        raise AirInterpError("--puzzles and --batch-size must be at least 1")
+    out = _out_folder(args)
     table = emergence([Path(run) for run in args.runs], args.puzzles, Path(args.data) if args.data else None,
                       args.batch_size, not args.quiet)
     shown = table[(table["metric"] == "early_undecided_cells") | (table["metric"] == "exact")
                   & (table["act_step"] == table["act_step"].max())]
     print(shown.pivot_table(index=["run", "train_step"], columns=["metric", "state"], values="value")
           .to_string(float_format=lambda v: f"{v:.3f}"))
-    out = Path(args.out)
-    written = write_table(table, out / "emergence", ["csv"])
-    written += plot_emergence(table, out / "emergence", title=f"{' vs '.join(dict.fromkeys(table['run']))}: "
-                                                               "probes along training")
-    print("wrote " + ", ".join(str(p) for p in written))
+    if out is not None:
+        written = write_table(table, out / "emergence", ["csv"])
+        written += plot_emergence(table, out / "emergence", title=f"{' vs '.join(dict.fromkeys(table['run']))}: "
+                                                                   "probes along training")
+        print("wrote " + ", ".join(str(p) for p in written))
 
 
 def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
@@ -230,9 +301,10 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
                     "every ACT step. Prints one puzzle's rollout and per-step statistics; writes the "
                     "tidy table (CSV, Markdown), the grid figure (PNG, PDF) and an HTML viewer.")
     decode.add_argument("checkpoint", nargs="?", help="checkpoint (default: the embedded Sudoku Lx_H model)")
-    decode.add_argument("--puzzle", type=int, default=0, help="which analysed puzzle to print and draw (default 0)")
+    decode.add_argument("--puzzle", type=non_negative_int, default=0,
+                        help="which analysed puzzle to print and draw (default 0)")
     decode.add_argument("--steps", default="0,1,last", help="ACT steps to print and draw (default 0,1,last)")
-    _add_common(decode, "figures/decode")
+    _add_common(decode)
     decode.set_defaults(func=_decode)
 
     freeze = commands.add_parser(
@@ -246,14 +318,14 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
                         help="where each state's counted sequence starts: published (z_L from its first update, "
                              "z_H from reset, as the public scripts and the paper), reset (both from reset) or "
                              "first_update (both from their first update)")
-    _add_common(freeze, "figures/freeze")
+    _add_common(freeze)
     freeze.set_defaults(func=_freeze)
 
     attention = commands.add_parser(
         "attention", help="L vs H attention contrasts per layer (Figures 8-13, attention table)",
         description="Compare the attention of the first L and first H sub-step of chosen ACT steps, per layer: "
                     "locality (Sudoku Δnbr, Maze Δρ), entropy Δent and mass on wrong cells Δviol, per query "
-                    "class, with the paper's row-level 95%% CI and a puzzle-level bootstrap 95%% CI.")
+                    "class, with the paper's row-level 95% CI and a puzzle-level bootstrap 95% CI.")
     attention.add_argument("checkpoint", nargs="?", help="checkpoint (default: the embedded Sudoku Lx_H model)")
     attention.add_argument("--layer", type=int, help="one layer only, -1 = the last (default: every layer)")
     attention.add_argument("--steps", help="ACT steps (default: the paper's 2,4,...,14,15 of 16 steps; for a model "
@@ -268,9 +340,9 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     attention.add_argument("--skip-sink-heads", action="store_true",
                            help="leave out of the head average any head with < 1e-6 of its mass on content (parked "
                                 "on the prefix); published: renormalise any positive content mass, uniform if 0")
-    attention.add_argument("--head", type=int, default=0, help="head of the example heatmap (default 0)")
-    attention.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    _add_common(attention, "figures/attention")
+    attention.add_argument("--head", type=non_negative_int, default=0, help="head of the example heatmap (default 0)")
+    attention.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples (default 1000)")
+    _add_common(attention)
     attention.set_defaults(func=_attention, batch_size=16)
 
     probe = commands.add_parser(
@@ -282,9 +354,10 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     probe.add_argument("checkpoint", nargs="?", help="checkpoint (default: the embedded Sudoku Lx_H model)")
     probe.add_argument("--targets", default="answer,correct,will_change", help="comma-separated probe targets")
     probe.add_argument("--steps", help="ACT steps to probe (default: all)")
-    probe.add_argument("--test-fraction", type=float, default=0.25, help="puzzles held out (default 0.25)")
-    probe.add_argument("--seed", type=int, default=0, help="seed of the held-out split (default 0)")
-    _add_common(probe, "figures/linear_probes", puzzles=256)
+    probe.add_argument("--test-fraction", type=fraction, default=0.25,
+                       help="fraction of the puzzles held out (default 0.25)")
+    probe.add_argument("--seed", type=non_negative_int, default=0, help="seed of the held-out split (default 0)")
+    _add_common(probe, puzzles=256)
     probe.set_defaults(func=_linear_probe)
 
     patching = commands.add_parser(
@@ -294,7 +367,7 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
                     "the fraction of the final z_H decode that follows the source vs the target.")
     patching.add_argument("checkpoint", nargs="?", help="checkpoint (default: the embedded Sudoku Lx_H model)")
     patching.add_argument("--steps", help="ACT steps to patch at (default: all)")
-    _add_common(patching, "figures/patching")
+    _add_common(patching)
     patching.set_defaults(func=_patch)
 
     tables = commands.add_parser(
@@ -303,8 +376,8 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
                     "loose .safetensors files) on its test split; group by variant and task, mean ± std over seeds.")
     tables.add_argument("directory", help="directory holding checkpoints or training runs")
     tables.add_argument("--data", help="dataset directory (default: the shipped dataset of each model's task)")
-    tables.add_argument("--puzzles", type=int, help="evaluate on the first N test puzzles only (default all)")
-    tables.add_argument("--out", default="figures", help="output directory (default figures)")
+    tables.add_argument("--puzzles", type=positive_int, help="evaluate on the first N test puzzles only (default all)")
+    _add_out(tables, "folder for the table files (default: print only, write nothing)")
     tables.add_argument("--quiet", action="store_true", help="no progress bars")
     tables.set_defaults(func=_tables)
 
@@ -316,9 +389,11 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     figures.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                          help="a named checkpoint (repeatable; default: the embedded defaults)")
     figures.add_argument("--sweep", help="directory of checkpoints for the injection and level-token tables")
-    figures.add_argument("--puzzles", type=int, default=64, help="test puzzles per model (default 64)")
-    figures.add_argument("--sweep-puzzles", type=int, help="test puzzles per sweep checkpoint (default all)")
-    figures.add_argument("--out", default="figures", help="output directory (default figures)")
+    figures.add_argument("--puzzles", type=positive_int, default=64, help="test puzzles per model (default 64)")
+    figures.add_argument("--sweep-puzzles", type=positive_int, help="test puzzles per sweep checkpoint (default all)")
+    figures.add_argument("--out", default="figures", help="output folder, written as a whole (default figures)")
+    figures.add_argument("--overwrite", action="store_true",
+                         help="replace an existing --out folder that holds figures of ours and nothing else")
     figures.add_argument("--quiet", action="store_true", help="no progress bars")
     figures.set_defaults(func=_figures)
 
@@ -332,8 +407,9 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
                     "checkpoints are gone still draws from its cache.")
     emergence.add_argument("runs", nargs="+", help="training run directories")
     emergence.add_argument("--data", help="dataset directory (default: each run's own)")
-    emergence.add_argument("--puzzles", type=int, default=64, help="test puzzles per checkpoint (default 64)")
-    emergence.add_argument("--batch-size", type=int, default=64, help="puzzles per rollout batch (default 64)")
-    emergence.add_argument("--out", default="figures/emergence", help="output directory (default figures/emergence)")
+    emergence.add_argument("--puzzles", type=positive_int, default=64, help="test puzzles per checkpoint (default 64)")
+    emergence.add_argument("--batch-size", type=positive_int, default=64, help="puzzles per rollout batch (default 64)")
+    _add_out(emergence, "folder for the combined table and the figure (default: print only; each run's "
+                        "measurements are cached in <run>/emergence.csv either way)")
     emergence.add_argument("--quiet", action="store_true", help="no progress bars")
     emergence.set_defaults(func=_emergence)

@@ -21,7 +21,7 @@ from air_interp.model import HookedAIR
 from air_interp.tasks import Task, get_task
 
 from .lens import STATES, StateTrace, trace_states
-from .render import draw_grid, save_figure
+from .render import draw_grid, save_figure, styled, token_legend
 
 
 @dataclass
@@ -111,18 +111,25 @@ def render_rollout(result: DecodeResult, puzzle: int, steps: Sequence[int]) -> s
     return "\n".join(lines)
 
 
+@styled
 def plot_decode(result: DecodeResult, puzzle: int, steps: Sequence[int], path: Path) -> list[Path]:
-    """Figures 2-5: for each chosen ACT step, a row of z_H and a row of z_L over its sub-steps."""
+    """Figures 2-5: for each chosen ACT step, a row of z_H and a row of z_L over its sub-steps,
+    with a colour legend."""
     width = len(result.schedule)
     labels = None if result.labels is None else result.labels[puzzle]
-    fig, axes = plt.subplots(2 * len(steps), width, figsize=(1.5 * width, 3.1 * len(steps)), squeeze=False)
+    fig, axes = plt.subplots(2 * len(steps), width, figsize=(1.25 * width + 0.5, 2.6 * len(steps) + 0.8),
+                             squeeze=False, layout="constrained")
     for r, step in enumerate(steps):
         for sub, kind in enumerate(result.schedule):
-            index = step * width + sub
             for s, state in enumerate(STATES):
-                draw_grid(axes[2 * r + s, sub], result.task, result.grids[puzzle, index, s], labels,
-                          title=f"{state}  step {step}.{sub} ({kind})")
-    fig.suptitle(f"Decoded states, puzzle {puzzle}", fontsize=9)
+                ax = axes[2 * r + s, sub]
+                draw_grid(ax, result.task, result.grids[puzzle, step * width + sub, s], labels,
+                          title=f"sub-step {sub} ({kind})" if r == 0 and s == 0 else "")
+                if sub == 0:
+                    ax.set_ylabel(f"{state}, ACT step {step}")
+    fig.suptitle(f"Puzzle {puzzle}: z_H and z_L decoded by lm_head (argmax) after each sub-step")
+    handles = token_legend(result.task, marks_wrong=labels is not None)
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     return save_figure(fig, path)
 
 

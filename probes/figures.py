@@ -3,8 +3,14 @@
 For each named model: the decoded z_H / z_L grids (Figures 2-5), the freeze curves and table
 (Figures 6-7), the attention contrasts, their table and an example heatmap (Figures 8-13), and
 beyond the paper the linear probes and activation patching; then the paper's qualitative claims
-checked on these models (``claims.md``). With a sweep directory: the injection-ablation and level-token tables. ``manifest.json`` records, for
-every file, the checkpoint it came from (path and SHA-256) and the settings.
+checked on these models (``claims.md``). With a sweep directory: the injection-ablation and
+level-token tables. ``manifest.json`` records, for every file, the checkpoint it came from (path
+and SHA-256) and the settings.
+
+The folder is written as a whole: everything goes into a fresh folder beside it, which replaces
+the old one only when complete, so the manifest always describes exactly the files beside it.
+An existing folder is replaced only with ``overwrite`` and only when it holds nothing but a
+manifest of ours and the files it lists.
 """
 from __future__ import annotations
 
@@ -16,9 +22,8 @@ from typing import Optional
 
 from air_interp.checkpoints import checkpoint_file, load_model
 from air_interp.data import load_dataset
-from air_interp.defaults import CHECKPOINTS, default_dataset, repo_relative
-from air_interp.errors import AirInterpError
-from air_interp.io import atomic_path, sha256
+from air_interp.defaults import default_dataset, default_models, repo_relative
+from air_interp.io import atomic_path, check_replaceable_folder, sha256
 
 from .attention import attention_contrasts, plot_contrasts, plot_example, summarize
 from .claims import check_claims
@@ -31,15 +36,22 @@ from .tables import accuracy_rows, find_checkpoints, injection_table, level_toke
 
 DEFAULT_MODELS = ("sudoku_Lx_H", "sudoku_Lx_Hx", "maze_Lx_H", "maze_Lx_Hx")
 TABLE_FORMATS = ("csv", "md", "tex")
+MANIFEST = "manifest.json"
 
 
-def default_models() -> dict[str, Path]:
-    """The embedded default checkpoints that exist in ``checkpoints/``."""
-    found = {name: CHECKPOINTS / f"{name}.safetensors" for name in DEFAULT_MODELS}
-    found = {name: path for name, path in found.items() if path.is_file()}
-    if not found:
-        raise AirInterpError(f"no default checkpoints in {CHECKPOINTS}; name some with --model NAME=PATH")
-    return found
+def not_our_figures(folder: Path) -> Optional[str]:
+    """Why ``folder`` is not a figures folder of ours that may be replaced (None when it is)."""
+    try:
+        listed = {entry["file"] for entry in json.loads((folder / MANIFEST).read_text())["outputs"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no readable {MANIFEST} of ours"
+    extra = sorted(p.name for p in folder.iterdir() if p.name != MANIFEST and p.name not in listed)
+    return f"it holds {extra[0]}, which its {MANIFEST} does not list" if extra else None
+
+
+def check_figures_target(out: Path, overwrite: bool = False) -> Path:
+    """``out`` may receive the figures: it is new or empty, or our figures folder and ``overwrite``."""
+    return check_replaceable_folder(out, "figures folder", not_our_figures, overwrite)
 
 
 def model_figures(name: str, path: Path, out: Path, puzzles: int, progress: bool) -> list[Path]:
@@ -58,7 +70,7 @@ def model_figures(name: str, path: Path, out: Path, puzzles: int, progress: bool
     rows = attention_contrasts(model, inputs, labels, progress=progress)
     table = summarize(rows)
     files += write_table(table, out / f"{name}_attention_table", TABLE_FORMATS)
-    files += plot_contrasts(table, out / f"{name}_attention", title=f"{name}: L minus H, {len(inputs)} test puzzles")
+    files += plot_contrasts(table, out / f"{name}_attention", title=f"{name}: L-update vs H-update, {len(inputs)} test puzzles")
     files += plot_example(model, inputs, labels, puzzle=0, layer=model.cfg.n_layers - 1,
                           path=out / f"{name}_attention_example")
     return files + beyond_figures(name, model, inputs, labels, out, progress)
@@ -87,36 +99,41 @@ def claims_tables(out: Path, models: dict[str, Path]) -> list[Path]:
 
 
 def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optional[Path] = None,
-               puzzles: int = 64, progress: bool = True, sweep_puzzles: Optional[int] = None) -> Path:
-    """Write every figure and table into ``out`` and ``out/manifest.json``; returns the manifest.
+               puzzles: int = 64, progress: bool = True, sweep_puzzles: Optional[int] = None,
+               overwrite: bool = False) -> Path:
+    """Write every figure and table into the folder ``out`` with its ``manifest.json``; returns the
+    manifest. ``puzzles`` test puzzles feed each model's probes; the sweep is evaluated on the
+    whole test split unless ``sweep_puzzles`` limits it. See the module docstring for ``overwrite``."""
+    out = check_figures_target(Path(out), overwrite)
+    models = models or default_models(DEFAULT_MODELS)
+    with atomic_path(out, directory=True) as folder:
+        outputs = []
+        for name, path in models.items():
+            weights = checkpoint_file(path)
+            source = {"model": name, "checkpoint": repo_relative(weights), "sha256": sha256(weights)}
+            for file in model_figures(name, Path(path), folder, puzzles, progress):
+                outputs.append({"file": file.name, **source})
+        for file in claims_tables(folder, models):
+            outputs.append({"file": file.name, "models": list(models)})
+        if sweep is not None:
+            outputs += sweep_tables(sweep, folder, sweep_puzzles, progress)
+        manifest = {
+            "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "air_interp": version("air-interp"),
+            "test_puzzles_per_model": puzzles,
+            "sweep_test_puzzles": sweep_puzzles or "all",
+            "outputs": outputs,
+        }
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        check_figures_target(out, overwrite)  # again: nothing may have moved in while we computed
+    return out / MANIFEST
 
-    ``puzzles`` test puzzles feed each model's probes; the sweep is evaluated on the whole test
-    split unless ``sweep_puzzles`` limits it."""
-    models = models or default_models()
-    out = Path(out)
-    outputs = []
-    for name, path in models.items():
-        weights = checkpoint_file(path)
-        source = {"model": name, "checkpoint": repo_relative(weights), "sha256": sha256(weights)}
-        for file in model_figures(name, Path(path), out, puzzles, progress):
-            outputs.append({"file": file.name, **source})
-    for file in claims_tables(out, models):
-        outputs.append({"file": file.name, "models": list(models)})
-    if sweep is not None:
-        checkpoints = find_checkpoints(sweep)
-        rows = accuracy_rows(checkpoints, max_puzzles=sweep_puzzles, progress=progress)
-        files = write_table(rows, out / "sweep_accuracy", ["csv"])
-        files += write_table(injection_table(rows), out / "injection_table", TABLE_FORMATS)
-        files += write_table(level_token_table(rows), out / "level_token_table", TABLE_FORMATS)
-        outputs += [{"file": f.name, "sweep": str(sweep), "checkpoints": len(checkpoints)} for f in files]
-    manifest = {
-        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "air_interp": version("air-interp"),
-        "test_puzzles_per_model": puzzles,
-        "sweep_test_puzzles": sweep_puzzles or "all",
-        "outputs": outputs,
-    }
-    target = out / "manifest.json"
-    with atomic_path(target) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    return target
+
+def sweep_tables(sweep: Path, out: Path, sweep_puzzles: Optional[int], progress: bool) -> list[dict]:
+    """The injection-ablation and level-token tables of a sweep; their manifest entries."""
+    checkpoints = find_checkpoints(sweep)
+    rows = accuracy_rows(checkpoints, max_puzzles=sweep_puzzles, progress=progress)
+    files = write_table(rows, out / "sweep_accuracy", ["csv"])
+    files += write_table(injection_table(rows), out / "injection_table", TABLE_FORMATS)
+    files += write_table(level_token_table(rows), out / "level_token_table", TABLE_FORMATS)
+    return [{"file": f.name, "sweep": str(sweep), "checkpoints": len(checkpoints)} for f in files]

@@ -31,7 +31,7 @@ from air_interp.model import HookedAIR
 from air_interp.tasks import Task, get_task
 
 from .lens import STATES, trace_states
-from .render import save_figure
+from .render import save_figure, styled
 
 FREEZE_CHOICES = {"none": None, "zH": "z_H", "zL": "z_L"}
 COUNTS = ("changes", "mask_flips", "content_changes")
@@ -113,21 +113,25 @@ def series(updates: pd.DataFrame, count: str = "content_changes") -> pd.DataFram
     return grouped.agg(["mean", "std", "sem"]).reset_index()
 
 
+@styled
 def plot_freeze(updates: pd.DataFrame, path: Path, title: str = "", count: str = "content_changes") -> list[Path]:
-    """Figures 6-7: per-sub-step content changes of each observed state, normal vs frozen other state."""
+    """Figures 6-7: per-update content changes of each observed state, normal vs frozen other
+    state; mean over puzzles with a ±1 standard-error band."""
     curves = series(updates, count)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.3), sharex=True, layout="constrained")
     for ax, observed in zip(axes, ("z_L", "z_H")):
         for setting, group in curves[curves["observed"] == observed].groupby("freeze", sort=False):
-            label = "normal" if setting == "none" else f"{FREEZE_CHOICES[setting]} frozen"
+            label = "normal rollout" if setting == "none" else f"{FREEZE_CHOICES[setting]} frozen at reset"
             ax.plot(group["index"], group["mean"], marker=".", markersize=3, linewidth=1, label=label)
             ax.fill_between(group["index"], group["mean"] - group["sem"], group["mean"] + group["sem"], alpha=0.25)
-        ax.set_title(f"{observed}: {count.replace('_', ' ')} per update", fontsize=9)
-        ax.set_xlabel("global sub-step (6 x ACT step + sub-step)")
+        ax.set_title(f"{observed}: {count.replace('_', ' ')} per update")
+        ax.set_xlabel("global sub-step (6 × ACT step + sub-step)")
+        ax.set_ylabel("cells changed (of the grid)")
+        ax.set_ylim(bottom=0)
         if ax.lines:
-            ax.legend(fontsize=8)
-    axes[0].set_ylabel("cells (mean over puzzles, ± sem)")
-    fig.suptitle(title, fontsize=10)
+            ax.legend()
+    fig.suptitle(f"{title}\nmean over puzzles; band: ±1 standard error" if title else
+                 "mean over puzzles; band: ±1 standard error")
     return save_figure(fig, path)
 
 

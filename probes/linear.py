@@ -32,7 +32,7 @@ from air_interp.errors import AirInterpError
 from air_interp.model import HookedAIR
 
 from .lens import STATES, decode_state, step_end_sites, stream
-from .render import save_figure
+from .render import save_figure, styled
 
 Target = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 TARGETS: dict[str, Target] = {
@@ -130,6 +130,11 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_te
     return accuracy(x_train, y_train), accuracy(x_test, y_test)
 
 
+def held_out_count(n_puzzles: int, test_fraction: float) -> int:
+    """How many of ``n_puzzles`` puzzles the probes hold out (at least one)."""
+    return max(1, round(test_fraction * n_puzzles))
+
+
 def linear_probes(data: ProbeData, targets: Sequence[str] = tuple(TARGETS), test_fraction: float = 0.25,
                   seed: int = 0, weight_decay: float = 1e-3) -> pd.DataFrame:
     """Fit one probe per target x site; one row each with train / held-out accuracy and baselines.
@@ -140,7 +145,7 @@ def linear_probes(data: ProbeData, targets: Sequence[str] = tuple(TARGETS), test
     if unknown:
         raise AirInterpError(f"unknown probe target(s) {unknown}; choose from {', '.join(TARGETS)}")
     puzzles = np.unique(data.puzzle)
-    held_out = np.random.default_rng(seed).permutation(puzzles)[:max(1, round(test_fraction * len(puzzles)))]
+    held_out = np.random.default_rng(seed).permutation(puzzles)[:held_out_count(len(puzzles), test_fraction)]
     test = np.isin(data.puzzle, held_out)
     if test.all() or not test.any():
         raise AirInterpError("linear probes need at least two puzzles with open cells")
@@ -162,23 +167,28 @@ def linear_probes(data: ProbeData, targets: Sequence[str] = tuple(TARGETS), test
     return pd.DataFrame(rows)
 
 
+@styled
 def plot_linear_probes(table: pd.DataFrame, path: Path, title: str = "") -> list[Path]:
     """Held-out probe accuracy per ACT step, one panel per target, z_L and z_H, with baselines."""
     targets = list(dict.fromkeys(table["target"]))
-    fig, axes = plt.subplots(1, len(targets), figsize=(4 * len(targets), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(targets), figsize=(2.9 * len(targets) + 0.4, 3.4), squeeze=False,
+                             layout="constrained")
     colours = {"z_H": "#c62828", "z_L": "#1565c0"}
     for ax, target in zip(axes[0], targets):
         for state, group in table[table["target"] == target].groupby("state", sort=False):
             colour = colours.get(state)
             ax.plot(group["step"], group["test_accuracy"], marker="o", markersize=3, color=colour,
                     label=f"{state} probe")
-            ax.plot(group["step"], group["majority"], linestyle=":", color=colour, label=f"{state} majority")
+            ax.plot(group["step"], group["majority"], linestyle=":", color=colour, label=f"{state} majority class")
             if group["lens"].notna().any():
                 ax.plot(group["step"], group["lens"], linestyle="--", color=colour, label=f"{state} logit lens")
-        ax.set_title(target.replace("_", " "), fontsize=9)
+        ax.set_title(f"target: {target.replace('_', ' ')}")
         ax.set_xlabel("ACT step (last update of the state)")
+        ax.set_ylabel("held-out accuracy (open cells)")
         ax.set_ylim(0, 1.02)
-        ax.legend(fontsize=6)
-    axes[0][0].set_ylabel("held-out accuracy (open cells)")
-    fig.suptitle(title, fontsize=10)
+    handles = {label: handle for ax in axes[0] for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=3, frameon=False)
+    held_out = int(table["test_puzzles"].iloc[0]) if len(table) else 0
+    caption = f"logistic-regression probes, accuracy on {held_out} held-out puzzles"
+    fig.suptitle(f"{title}\n{caption}" if title else caption)
     return save_figure(fig, path)

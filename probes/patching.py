@@ -24,7 +24,7 @@ from air_interp.errors import AirInterpError
 from air_interp.model import HookedAIR
 
 from .lens import STATES, decode_state, puzzle_batch, step_end_sites, stream
-from .render import save_figure
+from .render import save_figure, styled
 
 
 def next_puzzle(n: int) -> np.ndarray:
@@ -88,24 +88,28 @@ def patch_summary(rows: pd.DataFrame) -> pd.DataFrame:
     return stats.reset_index()
 
 
+@styled
 def plot_patching(summary: pd.DataFrame, path: Path, title: str = "") -> list[Path]:
     """Fraction of differing cells that follow the source (solid) or the target (dashed) after a
-    patch of z_H or z_L at each ACT step; the unpatched run as grey lines."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    patch of z_H or z_L at each ACT step, mean over pairs with ±1 standard-error bars; the
+    unpatched run as grey lines."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
     colours = {"z_H": "#c62828", "z_L": "#1565c0"}
+    styles = {"follows_source": "-", "follows_target": "--"}
     for state, group in summary[summary["state"] != "none"].groupby("state", sort=False):
-        colour = colours.get(state)
-        for measure, style in (("follows_source", "-"), ("follows_target", "--")):
-            ax.errorbar(group["step"], group[f"{measure}_mean"], yerr=group[f"{measure}_sem"], color=colour,
+        for measure, style in styles.items():
+            ax.errorbar(group["step"], group[f"{measure}_mean"], yerr=group[f"{measure}_sem"], color=colours.get(state),
                         linestyle=style, marker="o", markersize=3, capsize=2,
-                        label=f"patch {state}: {measure.replace('_', ' ')}")
+                        label=f"{state} patched: {measure.replace('_', ' ')}")
     clean = summary[summary["state"] == "none"]
-    for measure, style in (("follows_source", "-"), ("follows_target", "--")):
+    for measure, style in styles.items():
         if len(clean):
-            ax.axhline(clean[f"{measure}_mean"].iloc[0], color="#9e9e9e", linestyle=style, linewidth=0.8)
+            ax.axhline(clean[f"{measure}_mean"].iloc[0], color="#9e9e9e", linestyle=style, linewidth=0.8,
+                       label=f"no patch: {measure.replace('_', ' ')}")
     ax.set_xlabel("ACT step of the patch (last update of the state)")
-    ax.set_ylabel("final z_H, cells where solutions differ")
+    ax.set_ylabel("fraction of cells where the solutions differ")
     ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=6)
-    ax.set_title(title, fontsize=9)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    caption = "final z_H decode of the target puzzle; mean over pairs, bars: ±1 standard error"
+    ax.set_title(f"{title}\n{caption}" if title else caption)
     return save_figure(fig, path)

@@ -1,13 +1,16 @@
-"""Drawing token grids in the paper's visual vocabulary, for any task.
+"""Drawing token grids in the paper's visual vocabulary, for any task, and the house style of every figure.
 
 Colours come from the task's alphabet (the characters of its tokens), not from the task's name:
 PAD is grey, a Sudoku blank ``.`` is shaded, digits are printed, maze walls ``#`` are black, open
-cells white, start ``S`` green, goal ``G`` red, path ``o`` blue.
+cells white, start ``S`` green, goal ``G`` red, path ``o`` blue; :func:`token_legend` says so on the
+figure. Every figure function runs under :func:`styled`: fonts sized to stay legible when the PNG
+is shown at the README's width (about 900 pixels).
 """
 from __future__ import annotations
 
+from functools import wraps
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, TypeVar
 
 import matplotlib
 
@@ -15,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from air_interp.io import atomic_path  # noqa: E402
 from air_interp.tasks import Task  # noqa: E402
@@ -22,11 +26,45 @@ from air_interp.tasks import Task  # noqa: E402
 PAD_COLOUR = "#9e9e9e"
 CHAR_COLOURS = {".": "#f6d98b", "#": "#1f1f1f", " ": "#ffffff", "S": "#2e9d4a", "G": "#d33c3c", "o": "#3f7fd9"}
 DIGIT_COLOUR = "#ffffff"
+WRONG_COLOUR = "#c62828"
+CHAR_NAMES = {".": "blank", "#": "wall", " ": "open", "S": "start", "G": "goal", "o": "path"}
+FORMATS = ("png", "pdf")
+STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8.5, "ytick.labelsize": 8.5,
+         "legend.fontsize": 8, "figure.titlesize": 10, "axes.unicode_minus": True}
+PlotFunction = TypeVar("PlotFunction", bound=Callable)
+
+
+def styled(plot: PlotFunction) -> PlotFunction:
+    """Run a figure function with the house style (without touching the caller's matplotlib settings)."""
+    @wraps(plot)
+    def run(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return plot(*args, **kwargs)
+    return run  # type: ignore[return-value]
 
 
 def token_colours(task: Task) -> list[str]:
     """One colour per token: PAD grey, then the alphabet's characters."""
     return [PAD_COLOUR] + [CHAR_COLOURS.get(c, DIGIT_COLOUR) for c in task.alphabet]
+
+
+def token_legend(task: Task, marks_wrong: bool = True) -> list[Patch]:
+    """Legend entries for the colours of :func:`draw_grid`: each character of the alphabet, PAD,
+    and (for digit tasks) what a red digit means."""
+    undecided = {task.undecided_token}
+    handles = [Patch(facecolor=PAD_COLOUR, edgecolor="#555555",
+                     label="PAD" + (" (undecided)" if 0 in undecided else ""))]
+    digits = [c for c in task.alphabet if c.isdigit()]
+    for token, char in enumerate(task.alphabet, start=1):
+        if char.isdigit():
+            continue
+        name = CHAR_NAMES.get(char, repr(char)) + (" (undecided)" if token in undecided else "")
+        handles.append(Patch(facecolor=CHAR_COLOURS.get(char, DIGIT_COLOUR), edgecolor="#555555", label=name))
+    if digits:
+        wrong = ", red: not the solution's" if marks_wrong else ""
+        handles.append(Patch(facecolor=DIGIT_COLOUR, edgecolor="#555555",
+                             label=f"digit {digits[0]}-{digits[-1]}{wrong}"))
+    return handles
 
 
 def draw_grid(ax: plt.Axes, task: Task, tokens: np.ndarray, labels: Optional[np.ndarray] = None,
@@ -42,7 +80,8 @@ def draw_grid(ax: plt.Axes, task: Task, tokens: np.ndarray, labels: Optional[np.
             char = task.alphabet[token - 1] if 1 <= token <= len(task.alphabet) else ""
             if char.isdigit():
                 wrong = labels is not None and labels.reshape(side, side)[row, col] != token
-                ax.text(col, row, char, ha="center", va="center", fontsize=7, color="#c62828" if wrong else "#111111")
+                ax.text(col, row, char, ha="center", va="center", fontsize=7.5,
+                        color=WRONG_COLOUR if wrong else "#111111")
     if outline is not None:
         for cell in np.flatnonzero(outline):
             row, col = divmod(int(cell), side)
@@ -53,10 +92,10 @@ def draw_grid(ax: plt.Axes, task: Task, tokens: np.ndarray, labels: Optional[np.
             ax.axvline(k - 0.5, color="#555555", linewidth=0.8)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=7)
+    ax.set_title(title)
 
 
-def save_figure(fig: plt.Figure, path: Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+def save_figure(fig: plt.Figure, path: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
     """Save ``fig`` as ``path.<fmt>`` for every format (atomically) and close it."""
     written = []
     for fmt in formats:

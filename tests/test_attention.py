@@ -168,10 +168,10 @@ def test_attention_cli_end_to_end(model, tmp_path, capsys):
     checkpoint = tmp_path / "tiny.safetensors"
     model.save(checkpoint)
     assert main(["attention", str(checkpoint), "--layer", "1", "--puzzles", "3", "--steps", "1,2",
-                 "--bootstrap", "50", "--out", str(tmp_path), "--quiet"]) == 0
+                 "--bootstrap", "50", "--out", str(tmp_path / "first"), "--quiet"]) == 0
     assert "violation-adjacent" in capsys.readouterr().out
     for name in ("attention_table.csv", "attention_contrasts.png", "attention_example_layer1.png"):
-        assert (tmp_path / name).stat().st_size > 100
+        assert (tmp_path / "first" / name).stat().st_size > 100
     assert main(["attention", str(checkpoint), "--layer", "-1", "--puzzles", "2", "--bootstrap", "10",
                  "--out", str(tmp_path / "last"), "--quiet"]) == 0  # default steps: those of the paper's it has
     assert set(pd.read_csv(tmp_path / "last" / "attention_rows.csv")["step"]) == set(paper_steps(model.cfg.halt_max_steps))

@@ -1,8 +1,11 @@
 """Checkpoints: our safetensors format, the public code's format, conversion and bad input."""
+import json
+
 import numpy as np
 import pytest
 import torch
 import yaml
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from air_interp import AirInterpError, export_official, load_model
@@ -28,6 +31,20 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, variant):
     for key, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], tensor), key
     assert same_outputs(model, loaded, random_batch(model))
+
+
+def test_the_halting_rule_travels_with_the_checkpoint_and_old_files_get_the_papers(tmp_path):
+    model = tiny_model(no_act_continue=True)
+    model.save(tmp_path / "trm.safetensors")
+    assert load_model(tmp_path / "trm.safetensors").cfg.no_act_continue is True
+    export_official(model, tmp_path / "run", step=1)
+    assert load_model(tmp_path / "run").cfg.no_act_continue is True
+    with safe_open(str(tmp_path / "trm.safetensors"), framework="pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    config = json.loads(metadata["config"])
+    del config["no_act_continue"]  # written before the field existed
+    save_file(tensors, str(tmp_path / "old.safetensors"), metadata=dict(metadata, config=json.dumps(config)))
+    assert load_model(tmp_path / "old.safetensors").cfg.no_act_continue is False
 
 
 @pytest.mark.parametrize("variant", PUBLIC_VARIANTS)

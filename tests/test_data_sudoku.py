@@ -6,6 +6,7 @@ from air_interp.data import sudoku as gen
 from air_interp.data.generate import generate_sudoku
 from air_interp.data.sudoku_solver import count_solutions, solve
 from air_interp.tasks import get_task
+from air_interp.errors import AirInterpError
 
 SUDOKU = get_task("sudoku")
 FAMOUS = {
@@ -149,5 +150,5 @@ def test_same_seed_same_bytes_other_seed_other_bytes():
 
 
 def test_unknown_tier():
-    with pytest.raises(ValueError, match="unknown tier"):
+    with pytest.raises(AirInterpError, match="unknown tier"):
         next(gen.puzzle_stream("fiendish", np.random.default_rng(0)))

@@ -39,6 +39,11 @@ def test_default_checkpoint_reproduces_its_stored_test_accuracy_on_a_sample(name
     # summation order may differ from the card's run by a rounding; one puzzle either way at most
     assert result["exact_accuracy"] == pytest.approx(stored["sample"]["exact_accuracy"], abs=1.01 / result["count"])
     assert result["accuracy"] == pytest.approx(stored["sample"]["accuracy"], abs=1e-3)
+    # evaluated with the halting rule it was trained with (stored in the checkpoint), the Q head halts
+    # where the run's own evaluation says: at the last step on every puzzle of these defaults
+    assert model.cfg.no_act_continue == stored["run_config"]["train"]["no_act_continue"]
+    assert stored["test"]["halt_step"] == model.cfg.halt_max_steps == result["halt_step"]
+    assert result["halted_exact_accuracy"] == result["exact_accuracy"]
 
 
 def test_committed_freeze_table_is_regenerated_from_the_default():

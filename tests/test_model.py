@@ -1,4 +1,5 @@
 """The model: variants, the rollout, the ACT wrapper and dtype handling."""
+import numpy as np
 import pytest
 import torch
 
@@ -138,13 +139,29 @@ def test_maze_preset_uses_the_maze_shapes():
     assert (cfg.vocab_size, cfg.seq_len, cfg.task) == (6, 900, "maze")
 
 
-def test_no_act_continue_halts_on_positive_q_halt_without_an_extra_segment():
-    model = tiny_model(halt_exploration_prob=0.0, halt_max_steps=4).train()
+@pytest.mark.parametrize("no_act_continue", [True, False])
+def test_the_halting_rule_is_the_models_own(no_act_continue):
+    model = tiny_model(halt_exploration_prob=0.0, halt_max_steps=4, no_act_continue=no_act_continue).train()
     batch = random_batch(model)
     with torch.no_grad():
         model.q_head.weight.zero_()
         model.q_head.bias.copy_(torch.tensor([1.0, 5.0]))  # q_halt > 0 but < q_continue
-    carry, outputs = model.act_step(model.initial_carry(batch), batch, no_act_continue=True)
-    assert "target_q_continue" not in outputs and carry.halted.all()
     carry, outputs = model.act_step(model.initial_carry(batch), batch)
-    assert "target_q_continue" in outputs and not carry.halted.any()
+    assert ("target_q_continue" in outputs) != no_act_continue  # TRM's rule has no extra segment
+    assert carry.halted.all() == no_act_continue and carry.halted.any() == no_act_continue
+
+
+def test_act_wrapper_accepts_what_forward_accepts():
+    model = tiny_model(halt_max_steps=2)
+    tokens = random_batch(model)["inputs"]
+    forms = [tokens, tokens.numpy().astype(np.uint8), {"inputs": tokens.to(torch.uint8)},
+             {"inputs": tokens.numpy().astype(np.uint8), "labels": tokens.numpy().astype(np.uint8)}]
+    with torch.inference_mode():
+        reference = model(tokens)
+        for batch in forms:
+            carry = model.initial_carry(batch)
+            for _ in range(model.cfg.halt_max_steps):
+                carry, outputs = model.act_step(carry, batch)
+            torch.testing.assert_close(outputs["logits"].float(), reference, rtol=0, atol=0)
+    with pytest.raises(AirInterpError, match="integer tokens"):
+        model.initial_carry(tokens.float())

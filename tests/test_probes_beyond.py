@@ -141,7 +141,7 @@ def test_linear_probe_and_patch_cli_end_to_end(model, tmp_path, capsys):
     assert len(pd.read_csv(tmp_path / "q" / "patching_rows.csv")) == 4 * 3
     assert main(["linear-probe", str(checkpoint), "--targets", "colour", "--puzzles", "4", "--quiet",
                  "--out", str(tmp_path / "p")]) == 2
-    assert "unknown probe target" in capsys.readouterr().err
+    assert "unknown target(s) colour" in capsys.readouterr().err
     assert main(["patch", str(checkpoint), "--puzzles", "1", "--quiet"]) == 2
 
 

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 from adam_atan2_pytorch import AdamAtan2
-from air_interp.train.act import train_act_step
 from air_interp.train.config import TrainConfig
 from air_interp.train.data import GroupSampler
 from air_interp.train.evaluate import evaluate
@@ -165,17 +164,44 @@ def test_paper_scale_is_the_paper_recipe():
     assert small.puzzle_emb_ndim == 64 and small.forward_dtype == "float32"
 
 
-def test_no_act_continue_skips_target_and_halts_on_q_halt():
-    model = tiny_model(halt_max_steps=4, halt_exploration_prob=0.0).train()
-    batch = {"inputs": torch.randint(1, 11, (5, 81)), "labels": torch.randint(2, 11, (5, 81)),
-             "puzzle_identifiers": torch.zeros(5, dtype=torch.long)}
-    with torch.no_grad():
-        model.q_head.bias.copy_(torch.tensor([-1.0, -5.0]))  # q_halt < 0 but > q_continue
-        model.q_head.weight.zero_()
-    carry, outputs = train_act_step(model, model.initial_carry(batch), batch, no_act_continue=True)
-    assert "target_q_continue" not in outputs and model.training and not carry.halted.any()
-    carry, outputs = train_act_step(model, model.initial_carry(batch), batch, no_act_continue=False)
-    assert "target_q_continue" in outputs and carry.halted.all()
+def test_no_act_continue_of_a_run_becomes_the_models_halting_rule():
+    for rule in (True, False):
+        assert TrainConfig(no_act_continue=rule).model_config("sudoku").no_act_continue == rule
+
+
+@pytest.mark.parametrize("no_act_continue", [True, False])
+def test_evaluation_halts_by_the_models_rule(no_act_continue):
+    """halt_step and halted-exact accuracy against the Q logits of the hooked rollout, read by hand."""
+    model = tiny_model(halt_max_steps=4, no_act_continue=no_act_continue)
+    gen = torch.Generator().manual_seed(5)
+    inputs = torch.randint(1, 11, (9, 81), generator=gen)
+    names = [f"step.{s}.hook_q" for s in range(4)]
+    with torch.inference_mode():
+        model.q_head.weight.normal_(0, 1.0, generator=gen)
+        model.q_head.bias.zero_()
+        _, cache = model.run_with_cache(inputs, names_filter=names)
+        q = torch.stack([cache[n] for n in names])
+        margin = q[..., 0] if no_act_continue else q[..., 0] - q[..., 1]
+        model.q_head.bias[0] = -margin.median()  # about half the (row, step) pairs say "halt"
+        _, cache = model.run_with_cache(inputs, names_filter=names)
+        logits_by_step = []
+        hooks = [(f"step.{s}.sub.5.hook_z_H", lambda z, hook: logits_by_step.append(model.lm_head(
+            z[:, model.cfg.prefix_len:]).argmax(-1)) or z) for s in range(4)]
+        model.run_with_hooks(inputs, fwd_hooks=hooks)
+    labels = logits_by_step[1].clamp(min=2)  # right after ACT step 2 (where that prediction has digits only)
+    expected_step, expected_exact = [], []
+    for row in range(9):
+        says = [(cache[n][row, 0] > 0) if no_act_continue else (cache[n][row, 0] > cache[n][row, 1]) for n in names]
+        step = next((s for s, halt in enumerate(says) if halt), 3)
+        expected_step.append(step + 1)
+        expected_exact.append(bool((logits_by_step[step][row] == labels[row]).all()))
+    n = len(inputs)
+    split = Split(inputs.numpy().astype(np.uint8), labels.numpy().astype(np.uint8), np.zeros(n, np.float32),
+                  np.arange(n), np.arange(n), np.array(["t"] * n))
+    results = evaluate(model, split, batch_size=4)
+    assert 1 < len(set(expected_step))  # the rule matters on this batch
+    assert results["halt_step"] == pytest.approx(np.mean(expected_step))
+    assert results["halted_exact_accuracy"] == pytest.approx(np.mean(expected_exact))
 
 
 def test_evaluate_matches_the_rollout():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -98,9 +99,14 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
     """The training state of a checkpoint directory (loaded without unpickling code)."""
     path = checkpoint / STATE_FILE
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise AirInterpError(f"{path}: cannot read training state ({err})") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols before failing cleanly
+            warnings.simplefilter("ignore", UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as err:
+        raise AirInterpError(f"{path}: cannot read the training state ({err.strerror})") from None
+    except Exception:  # a truncated file, or a pickle holding anything but tensors and plain data
+        raise AirInterpError(f"{path}: not a training state of ours (corrupt, or written by other code); "
+                             "it was not loaded") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise AirInterpError(f"{path}: not an air-interp training state")
+        raise AirInterpError(f"{path}: not a training state of ours")
     return state

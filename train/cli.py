@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from air_interp.arguments import Parser, non_negative_int, positive_int, run_device
 from air_interp.config import PRESETS, AIRConfig, variant_fields
 from air_interp.errors import AirInterpError
 
@@ -30,7 +31,8 @@ _HELP = {
     "augmentations": "random symmetries added per training puzzle (default: 1000 for Sudoku, 0 for mazes)",
     "global_batch_size": "examples per optimiser step over all processes",
     "lr_schedule": "after warm-up: constant (the paper) or cosine down to lr * lr_min_ratio",
-    "no_act_continue": "TRM's halting: q_halt > 0, no Q-continue target (saves one segment per step)",
+    "no_act_continue": "TRM's halting: q_halt > 0, no Q-continue target (saves one segment per step); "
+                       "stored in the model, so evaluation uses it too",
     "ema": "EMA decay of the weights used for evaluation and checkpoints (e.g. 0.999; 0 = off)",
     "eval_interval": "epochs between evaluations (the paper: 2000)",
     "eval_every": "steps between evaluations (overrides --eval-interval)",
@@ -84,7 +86,8 @@ def _add_train(commands: Any) -> None:
     length.add_argument("--epochs", type=int, default=argparse.SUPPRESS,
                         help="epochs (one example of each training puzzle per epoch)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
-    parser.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="seed of everything (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=argparse.SUPPRESS,
+                        help="seed of everything (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     hints = typing.get_type_hints(TrainConfig)
     recipe = parser.add_argument_group("recipe and run options")
@@ -142,16 +145,18 @@ def _add_eval(commands: Any) -> None:
     parser = commands.add_parser(
         "eval", help="exact and cell accuracy of a checkpoint on a test split (halt_max_steps segments)",
         description="Evaluate a checkpoint as the paper does: every puzzle runs halt_max_steps ACT segments; "
-                    "reports exact accuracy, cell accuracy, accuracy after each segment and Q-halting statistics.")
+                    "reports exact accuracy, cell accuracy, accuracy after each segment and Q-halting statistics "
+                    "under the halting rule the model was trained with (stored in the checkpoint).")
     parser.add_argument("checkpoint", help="run directory (its latest checkpoint), checkpoint directory, "
                                            ".safetensors file or a public step_<N> file")
     parser.add_argument("--data", required=True, help="dataset directory")
     parser.add_argument("--split", choices=("test", "train"), default="test")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="puzzles per batch (default 256)")
+    parser.add_argument("--device", type=run_device, default="auto",
+                        help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="forward dtype (default: the checkpoint's)")
-    parser.add_argument("--no-act-continue", action="store_true", help="Q-halting statistics with TRM's rule (q_halt > 0)")
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     parser.set_defaults(func=_run_eval)
 
 
@@ -160,22 +165,23 @@ def _run_eval(args: argparse.Namespace) -> None:
 
     from air_interp.checkpoints import load_model
     from air_interp.data import load_dataset
-    from air_interp.io import atomic_path
+    from air_interp.io import atomic_path, check_file_target
 
     from .evaluate import evaluate
 
-    if args.batch_size <= 0:
-        raise AirInterpError("--batch-size must be > 0")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise AirInterpError("--device cuda: no CUDA device is available")
+    if args.json:
+        check_file_target(args.json, args.overwrite)
     model = load_model(args.checkpoint)
     data = load_dataset(args.data)
     if (data.task.seq_len, data.task.vocab_size) != (model.cfg.seq_len, model.cfg.vocab_size):
         raise AirInterpError(f"the checkpoint is a {model.cfg.task} model, {args.data} holds {data.task.name} puzzles")
+    split = data.split(args.split)
+    if len(split) == 0:
+        raise AirInterpError(f"{args.data}: the {args.split} split holds no puzzles")
     if args.dtype:
         model.cfg.forward_dtype = args.dtype
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-    results = evaluate(model.to(device), data.split(args.split), args.batch_size, args.no_act_continue)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    results = evaluate(model.to(device), split, args.batch_size)
     _print_eval(args.checkpoint, args.split, results)
     if args.json:
         with atomic_path(args.json) as tmp:
@@ -216,7 +222,7 @@ def add_train_parser(subparsers: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m air_interp.train.cli train|eval ...``: the two commands on their own (also
     usable under ``torchrun`` before they are wired into ``air-interp``)."""
-    parser = argparse.ArgumentParser(prog="air-interp")
+    parser = Parser(prog="air-interp")
     add_train_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
     args = parser.parse_args(argv)
     try:

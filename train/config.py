@@ -162,13 +162,16 @@ class TrainConfig:
         """The AIRConfig of this run: the variant, the scale's sizes, then ``model`` overrides.
 
         A model override of ``d_model`` without ``puzzle_emb_ndim`` keeps the paper's convention
-        puzzle_emb_ndim = d_model (one puzzle-embedding position). Every dataset here has one
-        puzzle identifier, as in the public Sudoku and maze data.
+        puzzle_emb_ndim = d_model (one puzzle-embedding position). The halting rule
+        (``no_act_continue``) becomes part of the model, so evaluation uses the rule it was
+        trained with. Every dataset here has one puzzle identifier, as in the public Sudoku and
+        maze data.
         """
         fields = dict(SCALE_MODELS[self.scale])
         fields.update(self.model)
         if "d_model" in self.model and "puzzle_emb_ndim" not in self.model:
             fields["puzzle_emb_ndim"] = self.model["d_model"]
         fields.setdefault("forward_dtype", self.forward_dtype(device_type))
+        fields["no_act_continue"] = self.no_act_continue
         fields.setdefault("num_puzzle_identifiers", 1)
         return AIRConfig.preset(self.variant, task=task, **fields)

@@ -2,9 +2,10 @@
 
 Exact accuracy (whole grid right) and cell accuracy are read after the last segment. The
 Q-halting statistics say what adaptive halting would have given: the segment where the Q head
-first says "halt" (q_halt > q_continue, or q_halt > 0 under ``no_act_continue``), the accuracy of
-the prediction there, and whether the final q_halt sign predicts correctness. Exact accuracy
-after each segment is reported too.
+first says "halt" under the halting rule the model was trained with (``HookedAIR.halts``: the
+paper's q_halt > q_continue, or TRM's q_halt > 0), the accuracy of the prediction there, and
+whether the final q_halt sign predicts correctness. Exact accuracy after each segment is
+reported too.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _segment_stats(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
 
 
 @torch.inference_mode()
-def _evaluate_batch(model: HookedAIR, batch: dict[str, torch.Tensor], no_act_continue: bool) -> dict[str, torch.Tensor]:
+def _evaluate_batch(model: HookedAIR, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Summed statistics of one batch (a tensor per name; ``exact_by_step`` has one entry per segment)."""
     n_steps = model.cfg.halt_max_steps
     carry = model.initial_carry(batch)
@@ -42,7 +43,7 @@ def _evaluate_batch(model: HookedAIR, batch: dict[str, torch.Tensor], no_act_con
         seq_exact, cells = _segment_stats(out["logits"], batch["labels"])
         exact.append(seq_exact)
         q_halt = out["q_halt_logits"]
-        says_halt = q_halt > 0 if no_act_continue else q_halt > out["q_continue_logits"]
+        says_halt = model.halts(q_halt, out["q_continue_logits"])
         first = (halt_step == 0) & (says_halt | (step == n_steps))
         halt_step = torch.where(first, step, halt_step)
         halted_exact = torch.where(first, seq_exact, halted_exact)
@@ -61,8 +62,8 @@ def _evaluate_batch(model: HookedAIR, batch: dict[str, torch.Tensor], no_act_con
 _SCALARS = ("count", "exact_accuracy", "accuracy", "q_halt_accuracy", "halt_step", "halted_exact_accuracy")
 
 
-def evaluate(model: HookedAIR, split: Split, batch_size: int = 256, no_act_continue: bool = False,
-             rank: int = 0, world_size: int = 1) -> dict[str, Any]:
+def evaluate(model: HookedAIR, split: Split, batch_size: int = 256, rank: int = 0,
+             world_size: int = 1) -> dict[str, Any]:
     """Metrics over the whole ``split``: averages per puzzle, ``count`` puzzles.
 
     Each rank takes a contiguous shard and the sums are all-reduced, so every rank returns the
@@ -74,8 +75,7 @@ def evaluate(model: HookedAIR, split: Split, batch_size: int = 256, no_act_conti
     totals = torch.zeros(len(_SCALARS) + model.cfg.halt_max_steps, dtype=torch.float64, device=model.device)
     try:
         for start in range(0, len(rows), batch_size):
-            stats = _evaluate_batch(model, make_batch(split, rows[start:start + batch_size], model.device),
-                                    no_act_continue)
+            stats = _evaluate_batch(model, make_batch(split, rows[start:start + batch_size], model.device))
             totals += torch.cat([torch.stack([stats[k] for k in _SCALARS]), stats["exact_by_step"]]).double()
     finally:
         model.train(was_training)

@@ -27,10 +27,9 @@ from tqdm import tqdm
 from air_interp.checkpoints import checkpoint_file, load_model, save_model
 from air_interp.data.dataset import augment, load_dataset
 from air_interp.errors import AirInterpError
-from air_interp.io import atomic_path, sha256
+from air_interp.io import atomic_path, check_writable_location, sha256
 from air_interp.model import ACTCarry, HookedAIR
 
-from .act import train_act_step
 from .checkpoint import latest_checkpoint, read_state, write_checkpoint
 from .config import TrainConfig
 from .data import GroupSampler, make_batch
@@ -131,6 +130,12 @@ class Trainer:
 
     # ---- set-up ---------------------------------------------------------------------------
     def _check_run_dir(self, resume: bool) -> Path | None:
+        """The checkpoint to resume from; a folder that is neither new, empty nor a run of ours is refused."""
+        check_writable_location(self.run_dir / CONFIG_FILE)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise AirInterpError(f"{self.run_dir} is a file; --out takes a run folder")
+        if self.run_dir.is_dir() and any(self.run_dir.iterdir()) and not _is_run_config(self.run_dir / CONFIG_FILE):
+            raise AirInterpError(f"{self.run_dir} is not empty and holds no training run of ours; choose another --out")
         latest = latest_checkpoint(self.run_dir)
         if resume and latest is None:
             raise AirInterpError(f"--resume: {self.run_dir} has no checkpoint to resume from")
@@ -141,6 +146,9 @@ class Trainer:
 
     def _load_data(self) -> None:
         data = load_dataset(self.cfg.data)
+        for name in ("train", "test"):
+            if len(data.split(name)) == 0:
+                raise AirInterpError(f"{self.cfg.data}: the {name} split holds no puzzles; training needs both splits")
         self.task = data.task
         n_aug = self.cfg.augmentations_for(data.task.name)
         self.train_split = augment(data.train, data.task, n_aug, self.cfg.seed) if n_aug else data.train
@@ -196,7 +204,7 @@ class Trainer:
         batch = make_batch(self.train_split, rows, self.dist.device)
         if self.carry is None:
             self.carry = self.model.initial_carry(batch)
-        self.carry, outputs = train_act_step(self.model, self.carry, batch, cfg.no_act_continue, self._act_step)
+        self.carry, outputs = self._act_step(self.carry, batch)
         carry = self.carry
         loss, metrics = act_loss(outputs, carry.data["labels"], carry.halted, carry.steps)
         (loss / cfg.global_batch_size).backward()
@@ -283,8 +291,7 @@ class Trainer:
         """Test-split metrics of the evaluation weights (the EMA when enabled)."""
         batch_size = self.cfg.eval_batch_size or self.local_batch_size
         with self._evaluation_weights():
-            return evaluate(self.model, self.test_split, batch_size, self.cfg.no_act_continue,
-                            self.dist.rank, self.dist.world_size)
+            return evaluate(self.model, self.test_split, batch_size, self.dist.rank, self.dist.world_size)
 
     def _evaluation_weights(self):
         return self.ema.applied(self.model) if self.ema is not None else nullcontext()
@@ -354,6 +361,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
         return trainer.run(stop_at=stop_at)
     finally:
         trainer.close()
+
+
+def _is_run_config(path: Path) -> bool:
+    """``path`` is the config.json a run of ours writes."""
+    try:
+        return "train" in json.loads(path.read_text())
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:

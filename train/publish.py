@@ -1,6 +1,6 @@
 """Publish a training run as an embedded default checkpoint, with its model card.
 
-``python -m air_interp.train.publish RUN NAME`` writes, under ``checkpoints/``:
+``python -m air_interp.train.publish RUN NAME --out checkpoints`` writes, into the folder ``--out``:
 
 - ``NAME.safetensors``: the model of the run's latest checkpoint (the EMA weights when the run kept an EMA);
 - ``NAME.json``: the model card: the dataset, the run's resolved config, exact and cell accuracy on
@@ -8,6 +8,8 @@
   run's evaluation history;
 - ``logs/NAME/config.json`` and ``logs/NAME/metrics.jsonl``: the run's config and training log up to
   that checkpoint (a run may be published while it goes on).
+
+Files of an earlier publication under the same name are replaced only with ``--overwrite``.
 """
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ import numpy as np
 
 from air_interp.checkpoints import load_model, save_model
 from air_interp.data import load_dataset
-from air_interp.defaults import CHECKPOINTS, REPO
+from air_interp.arguments import Parser, positive_int
+from air_interp.defaults import REPO
 from air_interp.errors import AirInterpError
-from air_interp.io import atomic_path
+from air_interp.io import atomic_path, check_file_target
 
 from .checkpoint import latest_checkpoint
 from .evaluate import evaluate
@@ -67,35 +70,43 @@ def model_card(run: Path, name: str, sample: int = SAMPLE) -> dict[str, Any]:
     }
 
 
-def publish(run: Path, name: str, sample: int = SAMPLE, out: Path = CHECKPOINTS) -> dict[str, Any]:
-    """Copy the run's latest model, card, config and log into ``out``; returns the card."""
+def published_files(out: Path, name: str) -> dict[str, Path]:
+    """The files a publication of ``name`` into ``out`` writes."""
+    return {"model": out / f"{name}.safetensors", "card": out / f"{name}.json",
+            "config": out / "logs" / name / "config.json", "log": out / "logs" / name / "metrics.jsonl"}
+
+
+def publish(run: Path, name: str, out: Path, sample: int = SAMPLE, overwrite: bool = False) -> dict[str, Any]:
+    """Copy the run's latest model, card, config and log into the folder ``out``; returns the card."""
     run = Path(run)
+    files = {kind: check_file_target(path, overwrite) for kind, path in published_files(Path(out), name).items()}
     if not (run / "config.json").is_file():
         raise AirInterpError(f"{run}: not a training run directory (no config.json)")
     card = model_card(run, name, sample)
-    save_model(load_model(run), out / f"{name}.safetensors")
-    logs = out / "logs" / name
-    logs.mkdir(parents=True, exist_ok=True)
-    with atomic_path(logs / "config.json") as tmp:
+    save_model(load_model(run), files["model"])
+    with atomic_path(files["config"]) as tmp:
         shutil.copyfile(run / "config.json", tmp)
-    with atomic_path(logs / "metrics.jsonl") as tmp:
+    with atomic_path(files["log"]) as tmp:
         tmp.write_text("".join(json.dumps(record) + "\n" for record in history(run, card["step"])))
-    with atomic_path(out / f"{name}.json") as tmp:
+    with atomic_path(files["card"]) as tmp:
         tmp.write_text(json.dumps(card, indent=1) + "\n")
     return card
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m air_interp.train.publish", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m air_interp.train.publish", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="training run directory")
     parser.add_argument("name", help="name of the default, e.g. sudoku_Lx_H")
-    parser.add_argument("--sample", type=int, default=SAMPLE, help=f"test puzzles the tests re-check (default {SAMPLE})")
+    parser.add_argument("--out", type=Path, required=True, help="folder to publish into, e.g. checkpoints")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier publication of NAME there")
+    parser.add_argument("--sample", type=positive_int, default=SAMPLE,
+                        help=f"test puzzles the tests re-check (default {SAMPLE})")
     args = parser.parse_args(argv)
     try:
-        card = publish(args.run, args.name, args.sample)
+        card = publish(args.run, args.name, args.out, args.sample, args.overwrite)
     except AirInterpError as error:
-        parser.exit(2, f"error: {error}\n")
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     test = card["test"]
     print(f"{args.name}: exact {test['exact_accuracy']:.3f}, cell {test['accuracy']:.3f} on {test['count']} test puzzles; "
           f"by ACT step {' '.join(f'{v:.2f}' for v in test['exact_by_step'])}")

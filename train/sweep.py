@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from air_interp.arguments import non_negative_int, positive_int
 from air_interp.config import INJECTION_PRESETS, LEVEL_TOKEN_PRESETS, variant_fields
 from air_interp.errors import AirInterpError
 
-from .checkpoint import latest_checkpoint
 
 PRESET_GROUPS = {"injection": INJECTION_PRESETS, "level-token": LEVEL_TOKEN_PRESETS}
 
@@ -39,6 +39,8 @@ class SweepRun:
 
     def status(self) -> str:
         """``new`` (no checkpoint yet), ``started`` or ``finished`` (at its configured step count)."""
+        from .checkpoint import latest_checkpoint  # imports torch: not at parser-building time
+
         checkpoint = latest_checkpoint(self.directory) if self.directory.is_dir() else None
         if checkpoint is None:
             return "new"
@@ -91,8 +93,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="sweep directory (one run directory per preset and seed)")
     parser.add_argument("--presets", nargs="+", default=["injection"],
                         help=f"preset names or groups ({', '.join(PRESET_GROUPS)}); default injection")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="seeds (default 0 1)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs trained at a time (default 1)")
+    parser.add_argument("--seeds", nargs="+", type=non_negative_int, default=[0, 1], help="seeds (default 0 1)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="runs trained at a time (default 1)")
     parser.add_argument("--list", action="store_true", help="print every run and its status, train nothing")
     parser.add_argument("train_args", nargs=argparse.REMAINDER,
                         help="after --: options of air-interp train for every run (--data is required for new runs)")

@@ -1,4 +1,8 @@
-"""``air-interp data``: import, generate, export and show datasets."""
+"""``air-interp data``: import, generate, export and show datasets.
+
+A dataset folder is written as a whole: ``--out`` must be new or empty, or a dataset of ours
+replaced with ``--overwrite``; a folder holding anything else is never replaced.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,11 +11,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from air_interp.arguments import non_negative_int, positive_int
 from air_interp.data import generate, upstream
-from air_interp.data.dataset import SPLITS, Dataset, Split, load_dataset, make_manifest, save_dataset
+from air_interp.data.dataset import (
+    SPLITS, Dataset, Split, check_dataset_target, load_dataset, make_manifest, save_dataset,
+)
 from air_interp.data.sudoku import DEFAULT_RELABELINGS, TIERS
 from air_interp.errors import AirInterpError
+from air_interp.io import check_folder_target
 from air_interp.tasks import Task, get_task
+
+OVERWRITE_HELP = "replace an existing dataset of ours at --out (a folder holding anything else is never replaced)"
 
 
 def add_data_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -42,12 +52,14 @@ def _add_import(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--train", type=Path, help="train CSV file (overrides SOURCE)")
     p.add_argument("--test", type=Path, help="test CSV file (overrides SOURCE)")
     p.add_argument("--out", type=Path, required=True, help="dataset directory to write")
-    p.add_argument("--subsample", type=int, help="keep this many train puzzles, drawn with --seed")
-    p.add_argument("--subsample-test", type=int, help="keep this many test puzzles, drawn with --seed")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subsample (default 0)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    p.add_argument("--subsample", type=positive_int, help="keep this many train puzzles, drawn with --seed")
+    p.add_argument("--subsample-test", type=positive_int, help="keep this many test puzzles, drawn with --seed")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the subsample (default 0)")
     p.add_argument("--min-rating", type=float, help="keep CSV rows rated at least this")
     p.add_argument("--max-rating", type=float, help="keep CSV rows rated at most this")
     p.add_argument("--skip-invalid", action="store_true", help="drop bad rows (and say how many) instead of stopping")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_import)
 
 
@@ -64,14 +76,15 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
         "at least --min-rating.",
     )
     sudoku.add_argument("--tier", choices=TIERS, default="hard", help="difficulty tier (default hard)")
-    sudoku.add_argument("--clues", type=int, default=36, help="clues of an easy puzzle (default 36)")
+    sudoku.add_argument("--clues", type=int, default=36, help="clues of an easy puzzle, 17 to 81 (default 36)")
     sudoku.add_argument("--min-rating", type=float, default=8.0, help="lowest rating of a hard puzzle (default 8)")
     sudoku.add_argument(
-        "--relabelings", type=int, default=DEFAULT_RELABELINGS, help="symmetries averaged by the rating (default 8)"
+        "--relabelings", type=positive_int, default=DEFAULT_RELABELINGS,
+        help="symmetries averaged by the rating (default 8)"
     )
     maze = kinds.add_parser(
         "maze", help="Searchformer-style mazes with a long shortest path",
-        description="30-50%% random walls, S on a random open cell, G on a random open cell whose shortest "
+        description="30-50% random walls, S on a random open cell, G on a random open cell whose shortest "
         "path from S is longer than --min-path steps (default: 110 at 30x30, the upstream rule, scaled by "
         "area for other sizes). The label is the shortest path with the up-right-down-left tie-break; "
         "--unique-path keeps only mazes where that path is the only shortest one, so the label survives "
@@ -81,10 +94,11 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     maze.add_argument("--min-path", type=int, help="path-length threshold in steps")
     maze.add_argument("--unique-path", action="store_true", help="only mazes with a single shortest path")
     for kind in (sudoku, maze):
-        kind.add_argument("--train", type=int, default=1000, help="train puzzles (default 1000)")
-        kind.add_argument("--test", type=int, default=1000, help="test puzzles (default 1000)")
-        kind.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        kind.add_argument("--train", type=positive_int, default=1000, help="train puzzles (default 1000)")
+        kind.add_argument("--test", type=positive_int, default=1000, help="test puzzles (default 1000)")
+        kind.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
         kind.add_argument("--out", type=Path, required=True, help="dataset directory to write")
+        kind.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
         kind.add_argument("--quiet", action="store_true", help="no progress bar")
         kind.set_defaults(func=run_generate)
 
@@ -97,9 +111,12 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("dataset", type=Path, help="dataset directory")
     p.add_argument("--out", type=Path, required=True, help="directory to write")
+    p.add_argument("--overwrite", action="store_true",
+                   help="processed: replace a folder holding that layout only; csv: replace train.csv and test.csv")
     p.add_argument("--format", choices=("processed", "csv"), default="processed", help="default processed")
-    p.add_argument("--augmentations", type=int, default=0, help="augmentations per train puzzle (processed only)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the augmentations")
+    p.add_argument("--augmentations", type=non_negative_int, default=0,
+                   help="augmentations per train puzzle (processed only)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the augmentations")
     p.set_defaults(func=run_export)
 
 
@@ -107,13 +124,14 @@ def _add_show(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("show", help="print a few puzzles and the manifest of a dataset")
     p.add_argument("dataset", type=Path, help="dataset directory")
     p.add_argument("--split", choices=SPLITS, default="train", help="split to show (default train)")
-    p.add_argument("-n", "--count", type=int, default=2, help="puzzles to show (default 2)")
+    p.add_argument("-n", "--count", type=non_negative_int, default=2, help="puzzles to show (default 2)")
     p.set_defaults(func=run_show)
 
 
 # ---- commands -----------------------------------------------------------------------------------
 def run_import(args: argparse.Namespace) -> None:
     task = _task(args.task)
+    check_dataset_target(args.out, args.overwrite)
     bad = upstream.BadRows()
     source_path = Path(args.source) if args.source and not args.source.startswith("hf") else None
     if source_path is not None and upstream.is_processed_dir(source_path):
@@ -122,19 +140,24 @@ def run_import(args: argparse.Namespace) -> None:
     else:
         files = _csv_files(args, task)
         train, test = (
-            upstream.read_csv(files[name], task, bad, args.min_rating, args.max_rating, progress=True)
+            upstream.read_csv(files[name], task, bad, args.min_rating, args.max_rating, progress=not args.quiet)
             for name in SPLITS
         )
         provenance = {"kind": "csv", "files": {k: str(v) for k, v in files.items()},
                       "min_rating": args.min_rating, "max_rating": args.max_rating}
     summary = bad.raise_or_report(args.skip_invalid)
+    if not (len(train) and len(test)):
+        rating_filter = args.min_rating is not None or args.max_rating is not None
+        raise AirInterpError(f"nothing to import: {len(train)} train and {len(test)} test puzzles are left after "
+                             f"skipping {len(bad.rows)} invalid rows"
+                             + (" and the rating filter" if rating_filter else ""))
     if summary:
         print(summary, file=sys.stderr)
     train = upstream.subsample(train, args.subsample, args.seed)
     test = upstream.subsample(test, args.subsample_test, args.seed)
     provenance |= {"subsample": args.subsample, "subsample_test": args.subsample_test, "seed": args.seed,
                    "invalid_rows_skipped": len(bad.rows)}
-    _save(Dataset(task, train, test, make_manifest(task, train, test, provenance)), args.out)
+    _save(Dataset(task, train, test, make_manifest(task, train, test, provenance)), args.out, args.overwrite)
 
 
 def _csv_files(args: argparse.Namespace, task: Task) -> dict[str, Path]:
@@ -161,27 +184,27 @@ def _hf_repo(source: str, task: Task) -> str:
 
 
 def run_generate(args: argparse.Namespace) -> None:
-    for name in ("train", "test"):
-        if getattr(args, name) < 0:
-            raise AirInterpError(f"--{name} must be >= 0")
+    check_dataset_target(args.out, args.overwrite)
     if args.kind == "sudoku":
         dataset = generate.generate_sudoku(
             args.tier, args.train, args.test, args.seed, args.clues, args.min_rating, args.relabelings,
             progress=not args.quiet,
         )
     else:
-        if not 4 <= args.size <= 64:
-            raise AirInterpError("--size must be between 4 and 64")
         dataset = generate.generate_mazes(
             args.size, args.train, args.test, args.seed, args.min_path, not args.quiet, args.unique_path,
         )
-    _save(dataset, args.out)
+    _save(dataset, args.out, args.overwrite)
 
 
 def run_export(args: argparse.Namespace) -> None:
+    if args.format == "processed":
+        upstream.check_processed_target(args.out, args.overwrite)
+    else:
+        check_folder_target(args.out, args.overwrite)
     dataset = load_dataset(args.dataset)
     if args.format == "processed":
-        upstream.write_processed(dataset, args.out, args.augmentations, args.seed)
+        upstream.write_processed(dataset, args.out, args.augmentations, args.seed, args.overwrite)
     else:
         for name in SPLITS:
             upstream.write_csv(dataset.split(name), dataset.task, args.out / f"{name}.csv")
@@ -213,7 +236,7 @@ def _task(name: str) -> Task:
         raise AirInterpError(str(err)) from None
 
 
-def _save(dataset: Dataset, out: Path) -> None:
-    save_dataset(dataset, out)
+def _save(dataset: Dataset, out: Path, overwrite: bool) -> None:
+    save_dataset(dataset, out, overwrite)
     counts = dataset.manifest["counts"]
     print(f"wrote {out}: task {dataset.task.name}, {counts['train']} train, {counts['test']} test")

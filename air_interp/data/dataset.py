@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from air_interp.errors import AirInterpError
-from air_interp.io import atomic_path
+from air_interp.io import atomic_path, check_replaceable_folder, unexpected_files
 from air_interp.tasks import Task, get_task
 
 FORMAT = "air-interp-dataset"
@@ -29,6 +29,7 @@ FORMAT_VERSION = 1
 SPLITS = ("train", "test")
 ARRAYS = {"inputs": np.uint8, "labels": np.uint8, "ratings": np.float32, "puzzle_ids": np.int64, "groups": np.int64}
 HISTOGRAM_BINS = 10
+DATASET_FILES = ("manifest.json", "train/*.npy", "test/*.npy")
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,34 @@ def make_manifest(task: Task, train: Split, test: Split, source: dict[str, Any])
     }
 
 
-def save_dataset(dataset: Dataset, path: str | Path) -> Path:
-    """Write ``dataset`` to the directory ``path`` atomically (replacing what is there)."""
+def not_a_dataset(folder: Path) -> str | None:
+    """Why ``folder`` is not a dataset of ours that may be replaced (None when it is)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return "no readable manifest.json"
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return f"its manifest.json is not an {FORMAT} manifest"
+    return unexpected_files(folder, DATASET_FILES)
+
+
+def check_dataset_target(path: str | Path, overwrite: bool = False) -> Path:
+    """``path`` may receive a dataset: it is new or empty, or a dataset of ours and ``overwrite``."""
+    return check_replaceable_folder(path, "dataset", not_a_dataset, overwrite)
+
+
+def check_not_empty(train: Split, test: Split) -> None:
+    """A dataset needs puzzles in both splits (training reads one, evaluation the other)."""
+    for name, split in zip(SPLITS, (train, test)):
+        if len(split) == 0:
+            raise AirInterpError(f"the {name} split holds no puzzles; a dataset needs puzzles in both splits")
+
+
+def save_dataset(dataset: Dataset, path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``dataset`` to the folder ``path`` atomically. An existing folder is replaced only
+    with ``overwrite`` and only when it is a dataset of ours (:func:`check_dataset_target`)."""
+    check_not_empty(dataset.train, dataset.test)
+    check_dataset_target(path, overwrite)
     with atomic_path(path, directory=True) as tmp:
         for name in SPLITS:
             split_dir = tmp / name

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from air_interp.data import maze as maze_gen
 from air_interp.data import sudoku as sudoku_gen
 from air_interp.data.dataset import Dataset, Split, make_manifest
+from air_interp.errors import AirInterpError
 from air_interp.tasks import Task, get_task
 
 GENERATOR_VERSION = 1
@@ -46,6 +47,11 @@ def _collect(
 Row = tuple[np.ndarray, np.ndarray, float, int]  # input, label, rating, stream index
 
 
+def check_counts(n_train: int, n_test: int) -> None:
+    if n_train < 1 or n_test < 1:
+        raise AirInterpError(f"{n_train} train and {n_test} test puzzles: a dataset needs at least one of each")
+
+
 def _splits(task: Task, rows: list[Row], n_train: int, source: str) -> tuple[Split, Split]:
     def build(part: list[Row]) -> Split:
         inputs, labels, ratings, ids = (list(column) for column in zip(*part)) if part else ([], [], [], [])
@@ -59,6 +65,8 @@ def generate_sudoku(
     relabelings: int = sudoku_gen.DEFAULT_RELABELINGS, progress: bool = True,
 ) -> Dataset:
     """Unique-solution Sudoku of a tier (see :mod:`air_interp.data.sudoku`), rated."""
+    check_counts(n_train, n_test)
+    sudoku_gen.check_settings(tier, clues, min_rating, relabelings)
     task = get_task("sudoku")
     stream = sudoku_gen.puzzle_stream(tier, np.random.default_rng(seed), clues, min_rating, relabelings)
     kept, duplicates = _collect(
@@ -80,8 +88,10 @@ def generate_mazes(
 ) -> Dataset:
     """Mazes of ``side x side`` with a shortest path longer than ``min_path``, optionally the only
     shortest path (see :mod:`air_interp.data.maze`)."""
-    task = get_task(f"maze{side}")
+    check_counts(n_train, n_test)
     threshold = maze_gen.default_min_path(side) if min_path is None else min_path
+    maze_gen.check_settings(side, threshold)
+    task = get_task(f"maze{side}")
     stream = maze_gen.maze_stream(side, np.random.default_rng(seed), threshold, unique_path)
     kept, duplicates = _collect(
         stream, n_train, n_test, lambda m: maze_gen.canonical_bytes(m.puzzle), f"maze {side}x{side}", progress,

@@ -24,11 +24,17 @@ from collections.abc import Iterator
 import numba
 import numpy as np
 
+from air_interp.errors import AirInterpError
+from air_interp.tasks import MAX_MAZE_SIDE
 from air_interp.tasks.maze import GOAL, OPEN, PATH, START, WALL, dihedral, shortest_path
 
 WALL_FRACTION = (0.3, 0.5)
 UPSTREAM_SIDE, UPSTREAM_MIN_PATH = 30, 110
 BATCH = 256
+MIN_SIDE = 4
+# Layouts in a row without a kept maze before the stream gives up: far beyond any setting that can
+# be met (the upstream 30x30 rule keeps about 1 layout in 2,200).
+MAX_FRUITLESS_LAYOUTS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -108,15 +114,32 @@ def maze_stream(
     """Endless stream of mazes whose shortest path is longer than ``min_path`` steps (and, with
     ``unique_path``, the only shortest path)."""
     threshold = default_min_path(side) if min_path is None else min_path
-    drawn = 0
+    check_settings(side, threshold)
+    drawn = fruitless = 0
     while True:
         grids = candidate_layouts(side, rng)
         goals = _place_goals(grids, side, threshold, rng.random(len(grids)), unique_path)
-        for k in np.flatnonzero(goals >= 0):
+        kept = np.flatnonzero(goals >= 0)
+        for k in kept:
             puzzle = grids[k].reshape(side, side)
             label = shortest_path(puzzle)
             yield Maze(puzzle, label, int((label == PATH).sum()) + 1, drawn + int(k))
         drawn += len(grids)
+        fruitless = 0 if len(kept) else fruitless + len(grids)
+        if fruitless >= MAX_FRUITLESS_LAYOUTS:
+            unique = ", unique" if unique_path else ""
+            raise AirInterpError(f"no {side}x{side} maze with a shortest path longer than {threshold} steps{unique} "
+                                 f"among {MAX_FRUITLESS_LAYOUTS:,} layouts in a row; ask for a shorter --min-path")
+
+
+def check_settings(side: int, min_path: int) -> None:
+    """Raise a one-line AirInterpError for settings no maze can meet."""
+    if not MIN_SIDE <= side <= MAX_MAZE_SIDE:
+        raise AirInterpError(f"--size {side}: mazes have a side of {MIN_SIDE} to {MAX_MAZE_SIDE}")
+    longest = side * side - 1
+    if not 0 <= min_path < longest:
+        raise AirInterpError(f"--min-path {min_path}: a shortest path in a {side}x{side} maze has at most "
+                             f"{longest} steps, so the threshold must lie in [0, {longest})")
 
 
 def canonical_bytes(grid: np.ndarray) -> bytes:

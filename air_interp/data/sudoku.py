@@ -23,10 +23,15 @@ from collections.abc import Iterator
 import numpy as np
 
 from air_interp.data.sudoku_solver import minimize, random_solution, solve
+from air_interp.errors import AirInterpError
 from air_interp.tasks.sudoku import SUDOKU
 
 TIERS = ("easy", "minimal", "hard")
 DEFAULT_RELABELINGS = 8
+MIN_CLUES = 17  # no Sudoku with fewer clues has a unique solution (McGuire et al., 2012)
+# Candidates in a row that miss the tier's condition before the stream gives up: far beyond any
+# setting that can be met (the hard tier at rating 8 keeps 1 candidate in 30).
+MAX_REJECTED = 10_000
 
 
 @dataclass(frozen=True)
@@ -91,19 +96,38 @@ def puzzle_stream(
     tier: str, rng: np.random.Generator, clues: int = 36, min_rating: float = 0.0,
     relabelings: int = DEFAULT_RELABELINGS,
 ) -> Iterator[SudokuPuzzle]:
-    """Endless stream of puzzles of a tier; ``index`` counts the candidates drawn so far."""
-    if tier not in TIERS:
-        raise ValueError(f"unknown tier {tier!r}; known: {', '.join(TIERS)}")
+    """Endless stream of puzzles of a tier; ``index`` counts the candidates drawn so far.
+
+    Gives up with an AirInterpError after ``MAX_REJECTED`` candidates in a row that miss the
+    tier's condition (fewer clues than random removal reaches, a rating no puzzle has)."""
+    check_settings(tier, clues, min_rating, relabelings)
     target = clues if tier == "easy" else 0
-    index = 0
+    index = rejected = 0
     while True:
         solution = random_solution(rng)
         puzzle = minimize(solution, rng, target)
         index += 1
-        if tier == "easy" and int((puzzle > 0).sum()) != clues:
+        missed_clues = tier == "easy" and int((puzzle > 0).sum()) != clues
+        rating = None if missed_clues else rate(puzzle, rng, relabelings)
+        if rating is None or (tier == "hard" and rating < min_rating):
+            rejected += 1
+            if rejected >= MAX_REJECTED:
+                wanted = f"{clues} clues" if tier == "easy" else f"a rating of at least {min_rating:g}"
+                raise AirInterpError(f"no Sudoku with {wanted} among {MAX_REJECTED:,} candidates in a row; "
+                                     "ask for an easier setting (random removal rarely gets below 22 clues)")
             continue
-        rating = rate(puzzle, rng, relabelings)
-        if tier == "hard" and rating < min_rating:
-            continue
+        rejected = 0
         yield SudokuPuzzle(puzzle, solution, rating, index - 1)
 
+
+def check_settings(tier: str, clues: int, min_rating: float, relabelings: int) -> None:
+    """Raise a one-line AirInterpError for settings no puzzle can meet."""
+    if tier not in TIERS:
+        raise AirInterpError(f"unknown tier {tier!r}; known: {', '.join(TIERS)}")
+    if tier == "easy" and not MIN_CLUES <= clues <= SUDOKU.seq_len:
+        raise AirInterpError(f"--clues {clues}: a Sudoku with a unique solution has {MIN_CLUES} to "
+                             f"{SUDOKU.seq_len} clues")
+    if relabelings < 1:
+        raise AirInterpError(f"--relabelings {relabelings}: the rating averages at least one symmetry")
+    if tier == "hard" and not np.isfinite(min_rating):
+        raise AirInterpError(f"--min-rating {min_rating}: must be a finite number")

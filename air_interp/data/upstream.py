@@ -26,12 +26,14 @@ from tqdm import tqdm
 
 from air_interp.data.dataset import SPLITS, Dataset, Split, augment
 from air_interp.errors import AirInterpError
-from air_interp.io import atomic_path
+from air_interp.io import atomic_path, check_replaceable_folder, unexpected_files
 from air_interp.tasks import Task, get_task
 
 CSV_HEADER = ["source", "question", "answer", "rating"]
 PROCESSED_ARRAYS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
 HF_REPOS = {"sudoku": "sapientinc/sudoku-extreme", "maze": "sapientinc/maze-30x30-hard-1k"}
+PROCESSED_FILES = ("identifiers.json",
+                   *(f"{split}/{name}" for split in SPLITS for name in ("dataset.json", "all__*.npy")))
 
 
 @dataclass
@@ -159,8 +161,20 @@ def subsample(split: Split, size: int | None, seed: int) -> Split:
 
 
 # ---- processed layout ---------------------------------------------------------------------------
-def write_processed(dataset: Dataset, path: str | Path, augmentations: int = 0, seed: int = 0) -> Path:
-    """Write the upstream processed layout, the train split with ``augmentations`` per puzzle."""
+def check_processed_target(path: str | Path, overwrite: bool = False) -> Path:
+    """``path`` may receive the processed layout: it is new or empty, or holds that layout only
+    and ``overwrite`` is given."""
+    def problem(folder: Path) -> str | None:
+        return "no train/dataset.json" if not is_processed_dir(folder) else unexpected_files(folder, PROCESSED_FILES)
+
+    return check_replaceable_folder(path, "processed dataset", problem, overwrite)
+
+
+def write_processed(dataset: Dataset, path: str | Path, augmentations: int = 0, seed: int = 0,
+                    overwrite: bool = False) -> Path:
+    """Write the upstream processed layout, the train split with ``augmentations`` per puzzle.
+    An existing folder is replaced only as :func:`check_processed_target` allows."""
+    check_processed_target(path, overwrite)
     with atomic_path(path, directory=True) as tmp:
         for name in SPLITS:
             split = dataset.split(name)

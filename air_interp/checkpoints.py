@@ -25,7 +25,7 @@ from .config import AIRConfig, variant_fields
 from .errors import AirInterpError
 from .io import atomic_path
 from .model import HookedAIR
-from .tasks import get_task
+from .tasks import task_for_tokens
 
 PathLike = Union[str, Path]
 FORMAT = "air-interp"
@@ -34,7 +34,6 @@ _COMPILED_PREFIX = "_orig_mod."
 _STEP_FILE = re.compile(r"step_(\d+)")
 RUN_LATEST, RUN_MODEL_FILE = "latest", "model.safetensors"  # a training run: <run>/latest/model.safetensors
 RUN_CHECKPOINTS = "checkpoints"  # ... and <run>/checkpoints/step_<N>/model.safetensors
-_UPSTREAM_TASKS = ("sudoku", "maze")  # what the public code trains on, recognised by vocabulary size
 
 # ---- our format ------------------------------------------------------------------------------
 
@@ -155,7 +154,7 @@ def _shapes_from_state(state: dict[str, torch.Tensor], fields: dict[str, Any], s
     puzzle = state.get("model.inner.puzzle_emb.weights")
     if puzzle is not None:
         shapes["num_puzzle_identifiers"] = puzzle.shape[0]
-    task = next((t for t in map(get_task, _UPSTREAM_TASKS) if t.vocab_size == embed.shape[0]), None)
+    task = task_for_tokens(embed.shape[0], seq_len)
     if task is not None:
         shapes["task"] = task.name
     pos = state.get("model.inner.embed_pos.embedding_weight")

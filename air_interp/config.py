@@ -242,6 +242,6 @@ class AIRConfig:
 def _known_task(name: Any) -> bool:
     try:
         get_task(name)
-    except (ValueError, TypeError):
+    except (AirInterpError, TypeError):
         return False
     return True

@@ -14,7 +14,7 @@ from typing import Optional
 
 import pandas as pd
 
-from air_interp.tasks import MazeTask, SudokuTask, get_task
+from air_interp.tasks import get_task
 
 HOLDS, FAILS, UNCLEAR = "holds", "does not hold", "unclear"
 
@@ -41,22 +41,16 @@ def decode_claims(name: str, summary: pd.DataFrame) -> list[dict[str, str]]:
     ]
 
 
-# The paper's freeze table (SPEC 3): how the other state's content changes move when one state is
-# frozen, per task family. Sudoku: freezing z_H -> fewer z_L changes (1,235 -> 323), freezing z_L
-# -> more z_H changes (275 -> 551); Maze: both more (z_L 1,290 -> 2,305, z_H 825 -> 2,880).
-PAPER_FREEZE_DIRECTIONS = {SudokuTask: {"zH": -1, "zL": 1}, MazeTask: {"zH": 1, "zL": 1}}
-
-
 def freeze_claims(name: str, table: pd.DataFrame, task: str = "sudoku") -> list[dict[str, str]]:
     """The undecided set moves; freezing one state moves the other's content changes the way the
-    paper's table does for this task (``PAPER_FREEZE_DIRECTIONS``); frozen rollouts solve nothing."""
+    paper's table does for this task (``Task.paper_freeze_directions``); frozen rollouts solve nothing."""
     rows = table.set_index("freeze")
     normal = rows.loc["none"]
     flips, flips_sem = normal["z_L_mask_flips_mean"], normal["z_L_mask_flips_sem"]
     claims = [_row("the undecided set moves (z_L mask flips per rollout)", name,
                    f"{flips:.1f} ± {flips_sem:.1f}", HOLDS if flips > 2 * flips_sem else
                    (FAILS if flips == 0 else UNCLEAR))]
-    directions = PAPER_FREEZE_DIRECTIONS[type(get_task(task))]
+    directions = get_task(task).paper_freeze_directions
     for frozen, observed in (("zH", "z_L"), ("zL", "z_H")):
         if frozen not in rows.index:
             continue

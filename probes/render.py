@@ -86,8 +86,8 @@ def draw_grid(ax: plt.Axes, task: Task, tokens: np.ndarray, labels: Optional[np.
         for cell in np.flatnonzero(outline):
             row, col = divmod(int(cell), side)
             ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="#e65100", linewidth=1.2))
-    if side % 3 == 0 and side <= 12:
-        for k in range(0, side + 1, side // 3):
+    if task.block:
+        for k in range(0, side + 1, task.block):
             ax.axhline(k - 0.5, color="#555555", linewidth=0.8)
             ax.axvline(k - 0.5, color="#555555", linewidth=0.8)
     ax.set_xticks([])

@@ -117,7 +117,7 @@ def test_bad_configs_are_rejected_in_one_line(bad, message):
 def test_unknown_variant_and_task_are_clear_errors():
     with pytest.raises(AirInterpError, match="unknown variant 'Lq_H'"):
         AIRConfig.preset("Lq_H")
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(AirInterpError, match="unknown task"):
         AIRConfig.preset("Lx_H", task="chess")
 
 

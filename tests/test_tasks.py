@@ -28,7 +28,7 @@ def test_registry_keeps_the_skeleton_shapes():
     assert get_task("maze15").seq_len == 225 and get_task("maze15").name == "maze15"
     assert get_task("maze30") is get_task("maze")
     assert isinstance(get_task("sudoku"), SudokuTask) and isinstance(get_task("maze20"), MazeTask)
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(AirInterpError, match="unknown task"):
         get_task("chess")
 
 
@@ -184,3 +184,19 @@ def test_dihedral_group():
     images = {dihedral(grid, k).tobytes() for k in range(8)}
     assert len(images) == 8
     assert np.array_equal(dihedral(grid, 4), grid.T)
+
+
+def test_a_task_is_told_from_its_tokens_in_one_place():
+    from air_interp.tasks import task_for_tokens
+
+    assert task_for_tokens(11) is get_task("sudoku") and task_for_tokens(11, 81) is get_task("sudoku")
+    assert task_for_tokens(6) is get_task("maze") and task_for_tokens(6, 100).name == "maze10"
+    assert task_for_tokens(6, 81).name == "maze9" and task_for_tokens(11, 100) is None
+    assert task_for_tokens(7) is None and task_for_tokens(6, 99) is None
+
+
+def test_task_facts_live_on_the_task():
+    sudoku, maze = get_task("sudoku"), get_task("maze9")
+    assert (sudoku.block, maze.block) == (3, 0)  # a 9x9 maze gets no box lines
+    assert (sudoku.paper_augmentations, maze.paper_augmentations) == (1000, 0)
+    assert sudoku.paper_freeze_directions == {"zH": -1, "zL": 1} and maze.paper_freeze_directions == {"zH": 1, "zL": 1}

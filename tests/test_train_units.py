@@ -14,6 +14,7 @@ from conftest import tiny_model
 
 from air_interp.data.dataset import Split
 from air_interp.errors import AirInterpError
+from air_interp.tasks import get_task
 
 
 def numpy_stablemax_ce(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -157,7 +158,7 @@ def test_paper_scale_is_the_paper_recipe():
         (768, 1e-4, 1.0, 1e-4, 1.0)
     assert (cfg.epochs, cfg.eval_interval, cfg.lr_warmup_steps, cfg.lr_schedule) == (20000, 2000, 2000, "constant")
     assert cfg.total_steps(1000) == 26041 and cfg.eval_period(1000) == 2604
-    assert cfg.augmentations_for("sudoku") == 1000 and cfg.augmentations_for("maze") == 0
+    assert cfg.augmentations_for(get_task("sudoku")) == 1000 and cfg.augmentations_for(get_task("maze")) == 0
     model = cfg.model_config("sudoku", "cuda")
     assert (model.d_model, model.n_layers, model.puzzle_emb_ndim, model.forward_dtype) == (512, 4, 512, "bfloat16")
     small = TrainConfig(model={"d_model": 64, "n_heads": 4}).model_config("maze15")

@@ -13,6 +13,7 @@ from typing import Any
 
 from air_interp.config import AIRConfig
 from air_interp.errors import AirInterpError
+from air_interp.tasks import Task
 
 LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
@@ -20,8 +21,6 @@ TRAIN_DTYPES = ("auto", "float32", "bfloat16")
 # Measured by benchmarks/train_step.py (docs/training.md): on a CPU without AMX or AVX512-BF16,
 # bf16 matmuls are emulated and slower than fp32, so fp32 is the CPU default.
 CPU_DEFAULT_DTYPE = "float32"
-# The paper trains Sudoku on 1,000 puzzles x 1,000 augmentations and mazes without augmentation.
-PAPER_AUGMENTATIONS = {"sudoku": 1000}
 
 # Model sizes of each scale (AIRConfig fields). ``paper`` is the AIRConfig default.
 SCALE_MODELS: dict[str, dict[str, Any]] = {
@@ -136,10 +135,9 @@ class TrainConfig:
                 raise AirInterpError(message)
 
     # ---- derived -------------------------------------------------------------------------
-    def augmentations_for(self, task: str) -> int:
-        if self.augmentations is not None:
-            return self.augmentations
-        return PAPER_AUGMENTATIONS.get(task, 0)
+    def augmentations_for(self, task: Task) -> int:
+        """``augmentations``, or the paper's for ``task`` (1,000 for Sudoku, none for mazes)."""
+        return task.paper_augmentations if self.augmentations is None else self.augmentations
 
     def total_steps(self, n_puzzles: int) -> int:
         """``steps``, or ``epochs`` x puzzles / batch (at least 1)."""

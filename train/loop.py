@@ -150,7 +150,7 @@ class Trainer:
             if len(data.split(name)) == 0:
                 raise AirInterpError(f"{self.cfg.data}: the {name} split holds no puzzles; training needs both splits")
         self.task = data.task
-        n_aug = self.cfg.augmentations_for(data.task.name)
+        n_aug = self.cfg.augmentations_for(data.task)
         self.train_split = augment(data.train, data.task, n_aug, self.cfg.seed) if n_aug else data.train
         self.test_split = data.test
 

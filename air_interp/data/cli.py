@@ -130,7 +130,7 @@ def _add_show(commands: argparse._SubParsersAction) -> None:
 
 # ---- commands -----------------------------------------------------------------------------------
 def run_import(args: argparse.Namespace) -> None:
-    task = _task(args.task)
+    task = get_task(args.task)
     check_dataset_target(args.out, args.overwrite)
     bad = upstream.BadRows()
     source_path = Path(args.source) if args.source and not args.source.startswith("hf") else None
@@ -227,13 +227,6 @@ def _describe(task: Task, split: Split, row: int) -> str:
     width = max(len(line) for line in puzzle)
     body = [f"{a.ljust(width)}   {b}" for a, b in zip(puzzle, label)]
     return "\n".join([header, "puzzle".ljust(width) + "   solution", *body])
-
-
-def _task(name: str) -> Task:
-    try:
-        return get_task(name)
-    except ValueError as err:
-        raise AirInterpError(str(err)) from None
 
 
 def _save(dataset: Dataset, out: Path, overwrite: bool) -> None:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from air_interp.data.dataset import SPLITS, Dataset, Split, augment
 from air_interp.errors import AirInterpError
 from air_interp.io import atomic_path, check_replaceable_folder, unexpected_files
-from air_interp.tasks import Task, get_task
+from air_interp.tasks import Task, get_task, task_for_tokens
 
 CSV_HEADER = ["source", "question", "answer", "rating"]
 PROCESSED_ARRAYS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
@@ -240,12 +240,10 @@ def _read_processed_split(split_dir: Path) -> tuple[dict[str, Any], dict[str, np
 
 def _task_from_metadata(metadata: dict[str, Any], where: Path) -> Task:
     seq_len, vocab = metadata.get("seq_len"), metadata.get("vocab_size")
-    side = math.isqrt(seq_len) if isinstance(seq_len, int) else 0
-    if vocab == 11 and seq_len == 81:
-        return get_task("sudoku")
-    if vocab == 6 and side * side == seq_len:
-        return get_task(f"maze{side}")
-    raise AirInterpError(f"{where}: seq_len {seq_len} / vocab_size {vocab} match no known task; pass --task")
+    task = task_for_tokens(vocab, seq_len) if isinstance(seq_len, int) and isinstance(vocab, int) else None
+    if task is None:
+        raise AirInterpError(f"{where}: seq_len {seq_len} / vocab_size {vocab} match no known task; pass --task")
+    return task
 
 
 def _processed_to_split(task: Task, arrays: dict[str, np.ndarray], split_dir: Path, bad: BadRows) -> Split:

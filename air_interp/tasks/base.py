@@ -108,6 +108,23 @@ class Task:
         """Bool ``(batch, seq_len)``: the cells a probe counts as wrong in each decoded grid."""
         raise NotImplementedError
 
+    # ---- facts of the paper and of drawing ----------------------------------------------------
+    @property
+    def block(self) -> int:
+        """Side of the blocks a grid is drawn in (Sudoku's 3x3 boxes); 0 for none."""
+        return 0
+
+    @property
+    def paper_augmentations(self) -> int:
+        """Random symmetries per training puzzle in the paper's recipe."""
+        return 0
+
+    @property
+    def paper_freeze_directions(self) -> dict[str, int]:
+        """How the paper's freeze table moves the other state's content changes when ``"zH"`` or
+        ``"zL"`` is frozen: +1 more changes, -1 fewer."""
+        raise NotImplementedError
+
     # ---- attention analysis ------------------------------------------------------------------
     @property
     def attention_spec(self) -> AttentionSpec:
@@ -175,10 +192,6 @@ class Task:
         """None if ``solution`` (tokens) solves ``puzzle``, else what is wrong."""
         raise NotImplementedError
 
-    def is_valid_puzzle(self, puzzles: np.ndarray) -> np.ndarray:
-        """Bool per puzzle of a batch of token arrays ``(..., seq_len)``."""
-        return self._per_puzzle(lambda p, _: self.check_puzzle(p) is None, puzzles, puzzles)
-
     def is_solution(self, puzzles: np.ndarray, solutions: np.ndarray) -> np.ndarray:
         """Bool per pair of a batch ``(..., seq_len)``: does each solution solve its puzzle by the rules."""
         return self._per_puzzle(lambda p, s: self.check_solution(p, s) is None, puzzles, solutions)
@@ -192,15 +205,6 @@ class Task:
     def random_symmetry(self, rng: np.random.Generator) -> Transform:
         """A random solution-preserving transform of token arrays ``(..., seq_len)``."""
         raise NotImplementedError
-
-    # ---- helpers for subclasses ---------------------------------------------------------------
-    def token(self, char: str) -> int:
-        """The token of one alphabet character."""
-        return self.alphabet.index(char) + 1
-
-    def as_grids(self, grids: np.ndarray) -> np.ndarray:
-        """``(..., seq_len)`` or ``(..., side, side)`` -> ``(batch, side, side)``."""
-        return np.asarray(grids).reshape(-1, self.side, self.side)
 
 
 @cache

@@ -25,6 +25,11 @@ class MazeTask(Task):
     def neighbourhood_kinds(self) -> tuple[str, ...]:
         return ("n4", "n8", "5x5")
 
+    @property
+    def paper_freeze_directions(self) -> dict[str, int]:
+        """Both more: z_L 1,290 -> 2,305 with z_H frozen, z_H 825 -> 2,880 with z_L frozen."""
+        return {"zH": 1, "zL": 1}
+
     def _neighbours(self, kind: str, row: int, col: int) -> list[tuple[int, int]]:
         reach = {"n4": 1, "n8": 1, "5x5": 2}[kind]
         return [

@@ -30,6 +30,20 @@ class SudokuTask(Task):
     def neighbourhood_kinds(self) -> tuple[str, ...]:
         return ("rcb", "row", "col", "box")
 
+    @property
+    def block(self) -> int:
+        return 3
+
+    @property
+    def paper_augmentations(self) -> int:
+        """1,000 puzzles x 1,000 augmentations."""
+        return 1000
+
+    @property
+    def paper_freeze_directions(self) -> dict[str, int]:
+        """Freezing z_H: fewer z_L changes (1,235 -> 323); freezing z_L: more z_H changes (275 -> 551)."""
+        return {"zH": -1, "zL": 1}
+
     def _char_aliases(self) -> dict[str, int]:
         return {"0": BLANK}
 

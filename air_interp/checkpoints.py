@@ -3,7 +3,7 @@
 Our format is one ``.safetensors`` file: the weights plus the full :class:`AIRConfig` as JSON in
 the metadata, so a checkpoint needs nothing beside it.
 
-The public format (SPEC 4) is ``<run>/step_<N>`` (a ``torch.save`` of the loss head's state dict,
+The public format (docs/model.md) is ``<run>/step_<N>`` (a ``torch.save`` of the loss head's state dict,
 keys ``model.inner.*``, maybe prefixed ``_orig_mod.``) beside ``<run>/all_config.yaml``. It is read
 with ``torch.load(weights_only=True)`` only, and can also be written (:func:`export_official`) so
 models trained here run in the public scripts.

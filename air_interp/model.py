@@ -1,6 +1,6 @@
 """HookedAIR: the one implementation of the AIR family (and its HRM baseline), with hook points.
 
-Reading guide (SPEC 1):
+Reading guide (what each piece computes: docs/model.md):
 
 * ``embed`` turns tokens (and the puzzle embedding) into the scaled input ``x``.
 * ``_update`` is one call of the stack ``f(z, inj)``: an L-update or an H-update, whose input
@@ -170,7 +170,7 @@ class HookedAIR(HookedRootModule):
     # ---- the recurrence ---------------------------------------------------------------------
     def _update_inputs(self, kind: str, z_self: torch.Tensor, z_other: torch.Tensor, x: torch.Tensor,
                        gx: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(hidden, injection) of one update; the stack's input is their sum (SPEC 1.2 table)."""
+        """(hidden, injection) of one update; the stack's input is their sum (docs/model.md)."""
         cfg = self.cfg
         if kind == "L" and cfg.operator != "add":
             if cfg.operator == "minus":
@@ -292,7 +292,7 @@ class HookedAIR(HookedRootModule):
         return q_halt > (0 if self.cfg.no_act_continue else q_continue)
 
     def act_step(self, carry: ACTCarry, batch: Batch) -> tuple[ACTCarry, dict[str, torch.Tensor]]:
-        """One ACT call (SPEC 1.3): refill halted rows, run one segment, decide halting.
+        """One ACT call (docs/model.md, "The ACT wrapper"): refill halted rows, run one segment, decide halting.
 
         ``batch`` is anything :meth:`forward` accepts. In training mode (and halt_max_steps > 1)
         rows may also halt when the Q head says so (:meth:`halts`), exploration imposes a random

@@ -1,4 +1,4 @@
-"""Attention contrasts: does the L-update attend more locally than the H-update? (SPEC 3)
+"""Attention contrasts: does the L-update attend more locally than the H-update? (docs/analyses.md)
 
 At chosen ACT steps (the paper's 2, 4, ..., 14, 15 of 16; see :func:`paper_steps`) the first L sub-step and the first H sub-step
 of the segment are compared, layer by layer. Attention probabilities are taken among content

@@ -11,10 +11,10 @@ updates (z_L at L sub-steps, z_H at H sub-steps). Where the sequence starts is `
 * ``"reset"``: both from their reset values; ``"first_update"``: both from their first update.
 
 Final exact accuracy is always read from the z_H decode after the last sub-step (the public scripts read the
-"normal" accuracy from z_L in one place; SPEC 3, defect 6).
+"normal" accuracy from z_L in one place; docs/analyses.md).
 
 The freeze follows whatever variant the model is (the public scripts replay one hard-coded update
-rule, and their "symmetric" runs load a (2, 1) model; SPEC 3, defect 4): it is a hook on the
+rule, and their "symmetric" runs load a (2, 1) model; docs/analyses.md): it is a hook on the
 model's own state hook points that returns ``hook.previous``.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tables from many checkpoints: the injection ablation and the level-token control (SPEC 3).
+"""Tables from many checkpoints: the injection ablation and the level-token control (docs/analyses.md).
 
 Every checkpoint is evaluated as the paper does (exact accuracy on the test split after
 halt_max_steps segments); rows are grouped by task and variant, mean ± std over seeds.

@@ -74,7 +74,7 @@ def test_sign_sgd_updates_only_used_rows_by_hand():
 
 
 def test_adam_atan2_is_the_paper_update():
-    """One step of the package's AdamATan2 = SPEC 1.4: decay, then lr * 1.27 * atan2(m_hat, sqrt(v_hat))."""
+    """One step of the package's AdamATan2 (docs/model.md): decay, then lr * 1.27 * atan2(m_hat, sqrt(v_hat))."""
     p = torch.nn.Parameter(torch.tensor([0.5, -1.0]))
     p.grad = torch.tensor([0.2, -3.0])
     AdamAtan2([p], lr=0.01, betas=(0.9, 0.95), weight_decay=1.0).step()

@@ -71,7 +71,7 @@ def _add_train(commands: Any) -> None:
     parser = commands.add_parser(
         "train", help="train a model of the AIR family (or HRM) on a dataset directory",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train a model with the AIR paper's recipe (SPEC 1.3-1.4) on CPU or GPUs.\n\n"
+        description="Train a model with the AIR paper's recipe (docs/model.md, docs/training.md) on CPU or GPUs.\n\n"
                     f"presets (--preset): {', '.join(PRESETS)}, or any L<n>x_H<m>x name\n"
                     f"scales (--scale): paper (d=512, 4 layers, batch 768, lr 1e-4, 20k epochs), "
                     "cpu (d=128, 2 layers, batch 64, lr 1e-3, 250 epochs: a 2-core CPU)\n\n"

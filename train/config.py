@@ -2,7 +2,7 @@
 
 The model variant is a preset name of :mod:`air_interp.config` (``Lx_H``, ``hrm``, ...); a *scale*
 sets the sizes and the optimisation recipe. ``paper`` reproduces the AIR release's runs
-(SPEC 1.4); ``cpu`` is a small model that learns something useful on a 2-core CPU in hours.
+(docs/model.md); ``cpu`` is a small model that learns something useful on a 2-core CPU in hours.
 """
 from __future__ import annotations
 

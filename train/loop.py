@@ -1,4 +1,4 @@
-"""The trainer: the paper's recipe (SPEC 1.3-1.4) on one device or data-parallel, resumable exactly.
+"""The trainer: the paper's recipe (docs/model.md) on one device or data-parallel, resumable exactly.
 
 One training step is one ACT segment of every row of the carry; rows that halted are refilled
 from the step's batch. Data parallelism follows the public code: each of the ``world_size``

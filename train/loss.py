@@ -1,4 +1,4 @@
-"""The training objective (SPEC 1.4): stablemax cross-entropy and the two Q-learning halting losses.
+"""The training objective (docs/model.md): stablemax cross-entropy and the two Q-learning halting losses.
 
 Losses are *sums* over the local batch; the trainer divides by the global batch size, so data
 parallel workers whose gradients are summed give the gradient of the whole batch.

@@ -35,7 +35,7 @@ class Contrast:
 
 @dataclass(frozen=True)
 class AttentionSpec:
-    """How the attention probe reads this task (SPEC 3): contrasts, query classes, violation scope.
+    """How the attention probe reads this task (docs/analyses.md): contrasts, query classes, violation scope.
 
     A query is ``adjacent_label`` when a cell of its ``class_kind`` neighbourhood (query excluded) is
     in the violation set; Δviol sums over the whole board (``violation_scope="board"``) or over that

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import json
+import warnings
 from pathlib import Path
 from typing import Optional
 
+from air_interp.cli import add_compute_options
 from air_interp.errors import AirInterpError
 
 from .output import write_table
@@ -18,14 +21,39 @@ def _add_common(parser: argparse.ArgumentParser, out: str, puzzles: int = 64) ->
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--out", default=out, help=f"output directory (default {out})")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_compute_options(parser)
 
 
-def _load(checkpoint: Optional[str], device: str):
+def _load(checkpoint: Optional[str], args: argparse.Namespace):
+    """(path, model) of ``checkpoint`` (default: the embedded model) in the ``--dtype`` asked for;
+    sets ``--threads`` and prints the dtype that runs and why."""
     from air_interp.checkpoints import load_model
     from air_interp.defaults import default_checkpoint
+    from air_interp.hardware import apply_dtype, set_threads
 
+    set_threads(args.threads)
     path = Path(checkpoint) if checkpoint else default_checkpoint()
-    return path, load_model(path, device=device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a slow-dtype warning: the dtype is settled and reported below
+        model = load_model(path, device=args.device)
+    print(f"{path.name}: forward dtype {apply_dtype(model, args.dtype)}")
+    return path, model
+
+
+def _write_run_info(args: argparse.Namespace, command: str, loaded: list) -> Path:
+    """``<out>/<command>_run.json``: the checkpoints, forward dtype, threads and CPU behind the outputs."""
+    import torch
+
+    from air_interp.hardware import cpu_model
+    from air_interp.io import atomic_path
+
+    info = {"command": command, "dtype_requested": args.dtype, "device": args.device,
+            "threads": torch.get_num_threads(), "cpu": cpu_model(),
+            "checkpoints": [{"path": str(path), "forward_dtype": model.cfg.forward_dtype} for path, model in loaded]}
+    target = Path(args.out) / f"{command}_run.json"
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(info, indent=1) + "\n")
+    return target
 
 
 def _puzzles(args: argparse.Namespace, task: str):
@@ -58,7 +86,7 @@ def _steps(text: str, n_steps: int) -> list[int]:
 def _decode(args: argparse.Namespace) -> None:
     from .decode import decode, plot_decode, render_rollout, summary, write_viewer
 
-    path, model = _load(args.checkpoint, args.device)
+    path, model = _load(args.checkpoint, args)
     inputs, labels = _puzzles(args, model.cfg.task)
     if not 0 <= args.puzzle < len(inputs):
         raise AirInterpError(f"--puzzle must lie in [0, {len(inputs)})")
@@ -72,6 +100,7 @@ def _decode(args: argparse.Namespace) -> None:
     written = write_table(result.table, out / "decode_table", ["csv"]) + write_table(table, out / "decode_summary")
     written += plot_decode(result, args.puzzle, steps, out / f"decode_puzzle{args.puzzle}")
     written.append(write_viewer(result, args.puzzle, out / f"decode_puzzle{args.puzzle}_viewer"))
+    written.append(_write_run_info(args, "decode", [(path, model)]))
     print("wrote " + ", ".join(str(p) for p in written))
 
 
@@ -80,7 +109,7 @@ def _freeze(args: argparse.Namespace) -> None:
 
     from .freeze import freeze_table, plot_freeze, run_freeze
 
-    loaded = [_load(c, args.device) for c in (args.checkpoints or [None])]
+    loaded = [_load(c, args) for c in (args.checkpoints or [None])]
     tasks = {model.cfg.task for _, model in loaded}
     if len(tasks) > 1:
         raise AirInterpError(f"all checkpoints must share a task, got {sorted(tasks)}")
@@ -95,13 +124,14 @@ def _freeze(args: argparse.Namespace) -> None:
     names = "+".join(p.stem for p, _ in loaded)
     written = write_table(table, out / "freeze_table") + write_table(updates, out / "freeze_updates", ["csv"])
     written += plot_freeze(updates, out / f"freeze_{args.state}", title=f"{names}, {len(inputs)} puzzles")
+    written.append(_write_run_info(args, "freeze", loaded))
     print("wrote " + ", ".join(str(p) for p in written))
 
 
 def _attention(args: argparse.Namespace) -> None:
     from .attention import AttentionOptions, attention_contrasts, plot_contrasts, plot_example, summarize
 
-    path, model = _load(args.checkpoint, args.device)
+    path, model = _load(args.checkpoint, args)
     inputs, labels = _puzzles(args, model.cfg.task)
     n_layers = model.cfg.n_layers
     if args.layer is not None:
@@ -125,13 +155,14 @@ def _attention(args: argparse.Namespace) -> None:
     written += plot_contrasts(table, out / "attention_contrasts", title=f"{path.stem}: L minus H, {len(inputs)} puzzles")
     written += plot_example(model, inputs, labels, puzzle=0, layer=layer, head=args.head,
                             path=out / f"attention_example_layer{layer}")
+    written.append(_write_run_info(args, "attention", [(path, model)]))
     print("wrote " + ", ".join(str(p) for p in written))
 
 
 def _linear_probe(args: argparse.Namespace) -> None:
     from .linear import collect, linear_probes, plot_linear_probes
 
-    path, model = _load(args.checkpoint, args.device)
+    path, model = _load(args.checkpoint, args)
     inputs, labels = _puzzles(args, model.cfg.task)
     steps = _steps(args.steps, model.cfg.halt_max_steps) if args.steps else None
     targets = [t.strip() for t in args.targets.split(",")]
@@ -147,13 +178,14 @@ def _linear_probe(args: argparse.Namespace) -> None:
     out = Path(args.out)
     written = write_table(table, out / "linear_probes")
     written += plot_linear_probes(table, out / "linear_probes", title=f"{path.stem}: linear probes, held-out puzzles")
+    written.append(_write_run_info(args, "linear-probe", [(path, model)]))
     print("wrote " + ", ".join(str(p) for p in written))
 
 
 def _patch(args: argparse.Namespace) -> None:
     from .patching import patch, patch_summary, plot_patching
 
-    path, model = _load(args.checkpoint, args.device)
+    path, model = _load(args.checkpoint, args)
     inputs, labels = _puzzles(args, model.cfg.task)
     if len(inputs) < 2:
         raise AirInterpError("patching needs at least 2 puzzles")
@@ -165,6 +197,7 @@ def _patch(args: argparse.Namespace) -> None:
     out = Path(args.out)
     written = write_table(summary, out / "patching_summary") + write_table(rows, out / "patching_rows", ["csv"])
     written += plot_patching(summary, out / "patching", title=f"{path.stem}: patching a state from another puzzle")
+    written.append(_write_run_info(args, "patch", [(path, model)]))
     print("wrote " + ", ".join(str(p) for p in written))
 
 
@@ -181,21 +214,27 @@ def _parse_models(specs: list[str]) -> dict[str, Path]:
 
 
 def _figures(args: argparse.Namespace) -> None:
+    from air_interp.hardware import set_threads
+
     from .figures import regenerate
 
     if args.puzzles < 1:
         raise AirInterpError("--puzzles must be at least 1")
+    set_threads(args.threads)
     sweep = Path(args.sweep) if args.sweep else None
     manifest = regenerate(Path(args.out), _parse_models(args.model) or None, sweep, args.puzzles, not args.quiet,
-                          args.sweep_puzzles)
+                          args.sweep_puzzles, args.dtype)
     print(f"wrote the figures and tables listed in {manifest}")
 
 
 def _tables(args: argparse.Namespace) -> None:
+    from air_interp.hardware import set_threads
+
     from .tables import accuracy_rows, find_checkpoints, injection_table, level_token_table
 
+    set_threads(args.threads)
     rows = accuracy_rows(find_checkpoints(Path(args.directory)), Path(args.data) if args.data else None,
-                         args.puzzles, not args.quiet)
+                         args.puzzles, not args.quiet, args.dtype)
     out = Path(args.out)
     written = write_table(rows, out / "sweep_accuracy", ["csv"])
     for name, table in (("injection_table", injection_table(rows)), ("level_token_table", level_token_table(rows))):
@@ -281,6 +320,7 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     tables.add_argument("--puzzles", type=int, help="evaluate on the first N test puzzles only (default all)")
     tables.add_argument("--out", default="figures", help="output directory (default figures)")
     tables.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_compute_options(tables)
     tables.set_defaults(func=_tables)
 
     figures = commands.add_parser(
@@ -295,4 +335,5 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     figures.add_argument("--sweep-puzzles", type=int, help="test puzzles per sweep checkpoint (default all)")
     figures.add_argument("--out", default="figures", help="output directory (default figures)")
     figures.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_compute_options(figures)
     figures.set_defaults(func=_figures)

@@ -15,11 +15,15 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 from air_interp.checkpoints import checkpoint_file, load_model
 from air_interp.data import load_dataset
 from air_interp.defaults import CHECKPOINTS, default_dataset, repo_relative
 from air_interp.errors import AirInterpError
+from air_interp.hardware import cpu_model
 from air_interp.io import atomic_path
+from air_interp.model import HookedAIR
 
 from .attention import attention_contrasts, plot_contrasts, plot_example, summarize
 from .claims import check_claims
@@ -51,9 +55,8 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def model_figures(name: str, path: Path, out: Path, puzzles: int, progress: bool) -> list[Path]:
+def model_figures(name: str, model: HookedAIR, out: Path, puzzles: int, progress: bool) -> list[Path]:
     """Decode, freeze and attention outputs of one model, named ``<name>_*``."""
-    model = load_model(path)
     split = load_dataset(default_dataset(model.cfg.task)).split("test")
     inputs, labels = split.inputs[:puzzles], split.labels[:puzzles]
     last = model.cfg.halt_max_steps - 1
@@ -96,24 +99,28 @@ def claims_tables(out: Path, models: dict[str, Path]) -> list[Path]:
 
 
 def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optional[Path] = None,
-               puzzles: int = 64, progress: bool = True, sweep_puzzles: Optional[int] = None) -> Path:
+               puzzles: int = 64, progress: bool = True, sweep_puzzles: Optional[int] = None,
+               dtype: Optional[str] = None) -> Path:
     """Write every figure and table into ``out`` and ``out/manifest.json``; returns the manifest.
 
     ``puzzles`` test puzzles feed each model's probes; the sweep is evaluated on the whole test
-    split unless ``sweep_puzzles`` limits it."""
+    split unless ``sweep_puzzles`` limits it. ``dtype`` is the forward dtype (``auto``, ``float32``,
+    ``bfloat16``; None: each checkpoint's own); the manifest records the one each file came from."""
     models = models or default_models()
     out = Path(out)
     outputs = []
     for name, path in models.items():
         weights = checkpoint_file(path)
-        source = {"model": name, "checkpoint": repo_relative(weights), "sha256": sha256(weights)}
-        for file in model_figures(name, Path(path), out, puzzles, progress):
+        model = load_model(path, dtype=dtype)
+        source = {"model": name, "checkpoint": repo_relative(weights), "sha256": sha256(weights),
+                  "forward_dtype": model.cfg.forward_dtype}
+        for file in model_figures(name, model, out, puzzles, progress):
             outputs.append({"file": file.name, **source})
     for file in claims_tables(out, models):
         outputs.append({"file": file.name, "models": list(models)})
     if sweep is not None:
         checkpoints = find_checkpoints(sweep)
-        rows = accuracy_rows(checkpoints, max_puzzles=sweep_puzzles, progress=progress)
+        rows = accuracy_rows(checkpoints, max_puzzles=sweep_puzzles, progress=progress, dtype=dtype)
         files = write_table(rows, out / "sweep_accuracy", ["csv"])
         files += write_table(injection_table(rows), out / "injection_table", TABLE_FORMATS)
         files += write_table(level_token_table(rows), out / "level_token_table", TABLE_FORMATS)
@@ -123,6 +130,8 @@ def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optio
         "air_interp": version("air-interp"),
         "test_puzzles_per_model": puzzles,
         "sweep_test_puzzles": sweep_puzzles or "all",
+        "dtype_requested": dtype or "checkpoint",
+        "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads()},
         "outputs": outputs,
     }
     target = out / "manifest.json"

@@ -11,10 +11,12 @@ import dataclasses
 import json
 import sys
 import typing
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from air_interp.cli import add_compute_options
 from air_interp.config import PRESETS, AIRConfig, variant_fields
 from air_interp.errors import AirInterpError
 
@@ -36,9 +38,10 @@ _HELP = {
     "eval_every": "steps between evaluations (overrides --eval-interval)",
     "checkpoint_every": "steps between checkpoints (default: at every evaluation)",
     "keep": "checkpoints kept (the newest)",
-    "dtype": "forward dtype: auto = bfloat16 on CUDA, float32 on CPU (see docs/training.md)",
-    "compile": "torch.compile the ACT step",
-    "threads": "CPU threads (default: one per core; use fewer on a shared machine)",
+    "dtype": "forward dtype: auto = bfloat16 on CUDA and on a CPU with AMX or AVX512-BF16, float32 on other CPUs; "
+             "the run config records the dtype it chose, and --resume keeps it",
+    "compile": "torch.compile the ACT step (CPU: needs a C++ compiler, else it warns and runs eagerly)",
+    "threads": "CPU threads (default: OMP_NUM_THREADS if set, else half the cores: the machine is shared)",
     "tensorboard": "also log to TensorBoard (needs the tensorboard package)",
     "wandb_project": "also log to Weights & Biases (needs the wandb package)",
 }
@@ -145,7 +148,7 @@ def _add_eval(commands: Any) -> None:
     parser.add_argument("--split", choices=("test", "train"), default="test")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), help="forward dtype (default: the checkpoint's)")
+    add_compute_options(parser)
     parser.add_argument("--no-act-continue", action="store_true", help="Q-halting statistics with TRM's rule (q_halt > 0)")
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     parser.set_defaults(func=_run_eval)
@@ -156,6 +159,7 @@ def _run_eval(args: argparse.Namespace) -> None:
 
     from air_interp.checkpoints import load_model
     from air_interp.data import load_dataset
+    from air_interp.hardware import apply_dtype, set_threads
     from air_interp.io import atomic_path
 
     from .evaluate import evaluate
@@ -164,14 +168,17 @@ def _run_eval(args: argparse.Namespace) -> None:
         raise AirInterpError("--batch-size must be > 0")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise AirInterpError("--device cuda: no CUDA device is available")
-    model = load_model(args.checkpoint)
+    set_threads(args.threads)
+    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a slow-dtype warning: the dtype is settled and reported below
+        model = load_model(args.checkpoint, device=device)
     data = load_dataset(args.data)
     if (data.task.seq_len, data.task.vocab_size) != (model.cfg.seq_len, model.cfg.vocab_size):
         raise AirInterpError(f"the checkpoint is a {model.cfg.task} model, {args.data} holds {data.task.name} puzzles")
-    if args.dtype:
-        model.cfg.forward_dtype = args.dtype
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-    results = evaluate(model.to(device), data.split(args.split), args.batch_size, args.no_act_continue)
+    print(f"forward dtype {apply_dtype(model, args.dtype)}")
+    results = evaluate(model, data.split(args.split), args.batch_size, args.no_act_continue)
+    results["forward_dtype"] = model.cfg.forward_dtype
     _print_eval(args.checkpoint, args.split, results)
     if args.json:
         with atomic_path(args.json) as tmp:

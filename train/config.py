@@ -13,13 +13,11 @@ from typing import Any
 
 from air_interp.config import AIRConfig
 from air_interp.errors import AirInterpError
+from air_interp.hardware import resolve_dtype
 
 LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 TRAIN_DTYPES = ("auto", "float32", "bfloat16")
-# Measured by benchmarks/train_step.py (docs/training.md): on a CPU without AMX or AVX512-BF16,
-# bf16 matmuls are emulated and slower than fp32, so fp32 is the CPU default.
-CPU_DEFAULT_DTYPE = "float32"
 # The paper trains Sudoku on 1,000 puzzles x 1,000 augmentations and mazes without augmentation.
 PAPER_AUGMENTATIONS = {"sudoku": 1000}
 
@@ -73,7 +71,7 @@ class TrainConfig:
     seed: int = 0
     # Devices
     device: str = "auto"
-    dtype: str = "auto"  # forward dtype; auto = bfloat16 on CUDA, CPU_DEFAULT_DTYPE on CPU
+    dtype: str = "auto"  # forward dtype; auto: air_interp.hardware decides (bf16 on CUDA and AMX CPUs)
     compile: bool = False
     threads: int | None = None  # CPU threads (torch.set_num_threads); default: torch's choice
     tensorboard: bool = False
@@ -151,9 +149,9 @@ class TrainConfig:
         return max(1, self.eval_interval * n_puzzles // self.global_batch_size)
 
     def forward_dtype(self, device_type: str) -> str:
-        if self.dtype != "auto":
-            return self.dtype
-        return "bfloat16" if device_type == "cuda" else CPU_DEFAULT_DTYPE
+        """``dtype`` on a device of ``device_type``; ``auto`` is bf16 on CUDA (the paper) and on a CPU
+        with native bf16 matmuls, fp32 on other CPUs (:mod:`air_interp.hardware`)."""
+        return resolve_dtype(self.dtype, device_type, "bfloat16")
 
     def model_config(self, task: str, device_type: str = "cpu") -> AIRConfig:
         """The AIRConfig of this run: the variant, the scale's sizes, then ``model`` overrides.

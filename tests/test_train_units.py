@@ -176,6 +176,11 @@ def test_auto_training_dtype_follows_the_cpu(monkeypatch, flags, cpu_dtype):
     assert cfg.replace(dtype="float32").model_config("sudoku", "cpu").forward_dtype == "float32"
 
 
+def test_compile_is_on_for_a_cpu_unless_set():
+    assert TrainConfig().compile_on("cpu") and not TrainConfig().compile_on("cuda")
+    assert not TrainConfig(compile=False).compile_on("cpu") and TrainConfig(compile=True).compile_on("cuda")
+
+
 def test_no_act_continue_skips_target_and_halts_on_q_halt():
     model = tiny_model(halt_max_steps=4, halt_exploration_prob=0.0).train()
     batch = {"inputs": torch.randint(1, 11, (5, 81)), "labels": torch.randint(2, 11, (5, 81)),

@@ -38,10 +38,12 @@ def compiler_problem(device: torch.device) -> str | None:
 
 def compiled_act_step(model: HookedAIR) -> ActStep:
     """``model.act_step`` through ``torch.compile``; where the compiler is missing, a warning and
-    the eager step."""
+    the eager step. Random draws (ACT exploration) stay PyTorch's own, so a compiled run takes the
+    eager run's random stream and differs from it only by rounding."""
     problem = compiler_problem(model.device)
     if problem is not None:
         warnings.warn(f"--compile: torch.compile does not work here ({problem}); training runs eagerly",
                       stacklevel=2)
         return model.act_step
+    torch._inductor.config.fallback_random = True
     return torch.compile(model.act_step)

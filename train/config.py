@@ -72,7 +72,7 @@ class TrainConfig:
     # Devices
     device: str = "auto"
     dtype: str = "auto"  # forward dtype; auto: air_interp.hardware decides (bf16 on CUDA and AMX CPUs)
-    compile: bool = False
+    compile: bool | None = None  # torch.compile the ACT step; None: on a CPU only (see compile_on)
     threads: int | None = None  # CPU threads (torch.set_num_threads); default: torch's choice
     tensorboard: bool = False
     wandb_project: str | None = None
@@ -152,6 +152,11 @@ class TrainConfig:
         """``dtype`` on a device of ``device_type``; ``auto`` is bf16 on CUDA (the paper) and on a CPU
         with native bf16 matmuls, fp32 on other CPUs (:mod:`air_interp.hardware`)."""
         return resolve_dtype(self.dtype, device_type, "bfloat16")
+
+    def compile_on(self, device_type: str) -> bool:
+        """``compile``; unset, it is on for a CPU, where benchmarks/train_step.py measured steps 1.6x
+        (bf16) to 1.8x (fp32) as fast compiled, and off on CUDA (not measured yet)."""
+        return device_type == "cpu" if self.compile is None else self.compile
 
     def model_config(self, task: str, device_type: str = "cpu") -> AIRConfig:
         """The AIRConfig of this run: the variant, the scale's sizes, then ``model`` overrides.

@@ -96,8 +96,9 @@ class Trainer:
         set_threads(cfg.threads)
         checkpoint = self._check_run_dir(resume)
         self.dist = setup_distributed(cfg.device)
-        # The run config records the dtype ``auto`` chose here, so a resumed run keeps it.
-        self.cfg = cfg = cfg.replace(dtype=cfg.forward_dtype(self.dist.device.type))
+        # The run config records what ``auto`` chose here (dtype, compilation), so a resumed run keeps it.
+        device_type = self.dist.device.type
+        self.cfg = cfg = cfg.replace(dtype=cfg.forward_dtype(device_type), compile=cfg.compile_on(device_type))
         if cfg.global_batch_size % self.dist.world_size:
             raise AirInterpError(f"global_batch_size {cfg.global_batch_size} is not a multiple of the "
                                  f"{self.dist.world_size} processes")

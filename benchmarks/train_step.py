@@ -1,7 +1,7 @@
 """Training step speed against the machine's own matmul throughput, per precision (issue 12).
 
     python benchmarks/train_step.py [--data data/sudoku-hard] [--steps 5] [--dtypes float32 bfloat16]
-                                    [--compile] [--paper-steps 0] [--paper-batch 96] [--threads 1]
+                                    [--compile] [--no-act-continue] [--paper-steps 0] [--paper-batch 96] [--threads 1]
 
 Each step is the real one (``Trainer.train_step``: ACT segment, Q-continue segment, loss,
 backward, AdamATan2 and sign-SGD) at the CPU scale (Lx_H, d=128, 2 layers, batch 64, 8 ACT
@@ -14,7 +14,9 @@ projections (``i`` the SwiGLU inner size, 512 at d=128) plus ``4 P^2 d`` in atte
 the weighted sum over all heads). A training step runs the 6 sub-steps of the ACT segment and the
 6 of the Q-continue segment forward, and the backward of the two sub-steps with a gradient costs
 twice their forward; ``lm_head`` adds ``3 x 2 B L d V``. At the CPU scale (B=64, P=82 positions,
-d=128, i=512, 2 layers) that is 24 + 2 x 4 = 32 layer calls of 2.97 GFLOP: 95.1 GFLOP per step.
+d=128, i=512, 2 layers) that is 24 + 2 x 4 = 32 layer calls of 2.97 GFLOP: 95.1 GFLOP per step
+(``--no-act-continue``, TRM's rule used by the shipped CPU runs, drops the Q-continue segment:
+12 + 8 = 20 layer calls, 59.5 GFLOP).
 
 Matmul reference: the step's own projection GEMMs (its shapes, forward x W^T and the two backward
 products) run back to back in the same dtype and thread count, counted in the same proportions as
@@ -105,14 +107,15 @@ def make_trainer(data: str, scale: str, run_dir: Path, **overrides) -> Trainer:
     return Trainer(cfg, run_dir, progress=False)
 
 
-def compare(data: str, tmp: Path, steps: int, dtypes: list[str], compile_too: bool, threads: int) -> None:
+def compare(data: str, tmp: Path, steps: int, dtypes: list[str], compile_too: bool, no_act_continue: bool,
+            threads: int) -> None:
     """Eager (and compiled) trainers of every dtype and each dtype's matmul reference, interleaved."""
     modes = [(dtype, compiled) for dtype in dtypes for compiled in ((False, True) if compile_too else (False,))]
     trainers = {mode: make_trainer(data, "cpu", tmp / f"{mode[0]}-{mode[1]}", dtype=mode[0], compile=mode[1],
-                                   threads=threads) for mode in modes}
+                                   threads=threads, no_act_continue=no_act_continue) for mode in modes}
     model_cfg = next(iter(trainers.values())).model_cfg
     batch = next(iter(trainers.values())).cfg.global_batch_size
-    q_continue = model_cfg.halt_max_steps > 1
+    q_continue = model_cfg.halt_max_steps > 1 and not no_act_continue
     references = {dtype: MatmulReference(model_cfg, batch, getattr(torch, dtype), q_continue) for dtype in dtypes}
     for trainer in trainers.values():  # warm-up (and compilation)
         trainer.train_step()
@@ -126,7 +129,8 @@ def compare(data: str, tmp: Path, steps: int, dtypes: list[str], compile_too: bo
             matmul_times[dtype].append(reference.seconds())
     total = step_flops(model_cfg, batch, q_continue)
     print(f"model FLOPs per step: {total / 1e9:.1f} GFLOP (Lx_H, d={model_cfg.d_model}, {model_cfg.n_layers} "
-          f"layers, batch {batch}, {model_cfg.carry_len} positions, halt {model_cfg.halt_max_steps})\n")
+          f"layers, batch {batch}, {model_cfg.carry_len} positions, halt {model_cfg.halt_max_steps}, "
+          f"{'with' if q_continue else 'without'} the Q-continue segment)\n")
     print("| dtype | torch.compile | step (median) | step GFLOP/s | matmul GFLOP/s (step's shapes) | ratio | "
           "square GEMM GFLOP/s | steps per core-hour |\n|---|---|---|---|---|---|---|---|")
     for (dtype, compiled), times in step_times.items():
@@ -144,6 +148,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per trainer at the CPU scale (0: skip)")
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd trainers")
+    parser.add_argument("--no-act-continue", action="store_true", help="TRM's halting: no Q-continue segment")
     parser.add_argument("--paper-steps", type=int, default=0, help="timed steps at the paper config (default 0: skip)")
     parser.add_argument("--paper-batch", type=int, default=96)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: the machine is shared)")
@@ -153,7 +158,7 @@ def main() -> None:
     print(f"dtypes: {', '.join(args.dtypes)}\n")
     with tempfile.TemporaryDirectory() as tmp:
         if args.steps:
-            compare(args.data, Path(tmp), args.steps, args.dtypes, args.compile, threads)
+            compare(args.data, Path(tmp), args.steps, args.dtypes, args.compile, args.no_act_continue, threads)
         if args.paper_steps:
             paper = make_trainer(args.data, "paper", Path(tmp) / "paper", global_batch_size=args.paper_batch,
                                  dtype=args.dtypes[0], threads=threads)

@@ -91,7 +91,7 @@ def claims_tables(out: Path, models: dict[str, Path]) -> list[Path]:
     """The paper's qualitative claims on these models (see ``probes.claims``). A model ``X_Lx_Hx``
     beside ``X_Lx_H`` is checked as its symmetric control; a model card ``<checkpoint>.json``
     adds the recurrence claim."""
-    tasks = {name: load_model(path).cfg.task for name, path in models.items()}
+    tasks = {name: load_model(path, dtype="auto").cfg.task for name, path in models.items()}
     pairs = [(name, name + "x") for name in models if name.endswith("Lx_H") and name + "x" in models]
     cards = {name: Path(path).with_suffix(".json") for name, path in models.items()
              if Path(path).with_suffix(".json").is_file()}

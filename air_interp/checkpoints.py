@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from .config import AIRConfig, variant_fields
 from .errors import AirInterpError
+from .hardware import apply_dtype, slow_bf16_warning
 from .io import atomic_path
 from .model import HookedAIR
 from .tasks import task_for_tokens
@@ -265,12 +266,15 @@ def run_checkpoints(run_dir: PathLike) -> list[tuple[int, Path]]:
     return sorted((step, model) for step, model in found if model.is_file())
 
 
-def load_model(path: PathLike, device: Union[str, torch.device, None] = None, seq_len: Optional[int] = None) -> HookedAIR:
+def load_model(path: PathLike, device: Union[str, torch.device, None] = None, seq_len: Optional[int] = None,
+               dtype: Optional[str] = None) -> HookedAIR:
     """Load any checkpoint: our ``.safetensors`` file or training run, or the public code's
     ``step_<N>`` / run dir (see :func:`checkpoint_file`).
 
-    The model comes back in eval mode. ``seq_len`` is only needed for a public RoPE checkpoint
-    whose vocabulary does not tell the task.
+    The model comes back in eval mode. ``dtype`` overrides the checkpoint's ``forward_dtype``:
+    ``"float32"``, ``"bfloat16"`` or ``"auto"`` (what this machine runs best, see
+    :mod:`air_interp.hardware`); ``None`` keeps the checkpoint's. ``seq_len`` is only needed for a
+    public RoPE checkpoint whose vocabulary does not tell the task.
     """
     path = checkpoint_file(path)
     if _is_safetensors(path):
@@ -279,7 +283,12 @@ def load_model(path: PathLike, device: Union[str, torch.device, None] = None, se
         _assign(model, _checked(model, tensors, path), path)
     else:
         model = load_official(path, seq_len=seq_len)
-    return model.to(device or "cpu").eval()
+    model = model.to(device or "cpu").eval()
+    if dtype is not None:
+        apply_dtype(model, dtype)
+    elif slow_bf16_warning(model):
+        warnings.warn(f"{path}: {slow_bf16_warning(model)}", stacklevel=2)
+    return model
 
 
 def convert(official: PathLike, out: PathLike) -> AIRConfig:

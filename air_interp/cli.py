@@ -12,6 +12,16 @@ from typing import Optional, Sequence
 
 from .arguments import Parser
 from .errors import AirInterpError
+from .hardware import DTYPE_CHOICES
+
+
+def add_compute_options(parser: argparse.ArgumentParser) -> None:
+    """``--dtype`` and ``--threads``, shared by every command that runs a model."""
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
+                        help="forward dtype (default auto: bfloat16 on a CPU with AMX or AVX512-BF16, float32 on "
+                             "other CPUs, the checkpoint's own on CUDA)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads (default: OMP_NUM_THREADS if set, else half the cores: the machine is shared)")
 
 
 def _convert(args: argparse.Namespace) -> None:
@@ -25,9 +35,13 @@ def _convert(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
+    import warnings
+
     from .checkpoints import load_model
 
-    model = load_model(args.checkpoint)
+    with warnings.catch_warnings():  # info runs nothing, so a slow-dtype warning does not apply
+        warnings.simplefilter("ignore")
+        model = load_model(args.checkpoint)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.checkpoint}: {model.cfg.variant} on {model.cfg.task}, {n_params:,} parameters, "
           f"{len(model.hook_dict)} hook points")

@@ -35,10 +35,12 @@ def trunc_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
 
 
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Weightless RMS norm computed in fp32 and cast back."""
-    dtype = x.dtype
-    x = x.float()
-    return (x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)).to(dtype)
+    """Weightless RMS norm computed in fp32 and cast back, as one fused kernel.
+
+    PyTorch's kernel accumulates bf16 inputs in fp32 and rounds once, so it equals
+    ``(x.float() * rsqrt(mean(x.float() ** 2) + eps)).to(x.dtype)`` bit for bit (tested).
+    """
+    return F.rms_norm(x, (x.shape[-1],), eps=eps)
 
 
 def _hook(point: Optional[nn.Module], x: torch.Tensor) -> torch.Tensor:
@@ -92,16 +94,16 @@ class Rotary:
             return angles.cos().to(device), angles.sin().to(device)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 def apply_rope(x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotate ``x`` of shape (batch, pos, head, head_dim) in fp32 and cast back."""
+    """Rotate ``x`` of shape (batch, pos, head, head_dim) in fp32 and cast back.
+
+    ``x * cos + rotate_half(x) * sin`` with ``rotate_half(x) = (-x2, x1)``, written per half so no
+    rotated copy of ``x`` is made; IEEE negation and subtraction make it the same bits.
+    """
     cos, sin = (t.unsqueeze(-2) for t in cos_sin)
-    x32 = x.float()
-    return (x32 * cos + _rotate_half(x32) * sin).to(x.dtype)
+    x1, x2 = x.float().chunk(2, dim=-1)
+    (cos1, cos2), (sin1, sin2) = cos.chunk(2, dim=-1), sin.chunk(2, dim=-1)
+    return torch.cat((x1 * cos1 - x2 * sin1, x2 * cos2 + x1 * sin2), dim=-1).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -124,6 +126,8 @@ class Attention(nn.Module):
             q, k = apply_rope(q, rope), apply_rope(k, rope)
         if hooks is not None and hooks.needs_pattern():
             z = self._with_pattern(q, k, v, hooks)
+        elif _slow_fused_backward(q):
+            z = self._from_pattern(self._pattern(q, k), v)
         else:
             z = self._fused(q, k, v)
         z = _hook(hooks and hooks.hook_z, z)
@@ -138,14 +142,21 @@ class Attention(nn.Module):
         backward hook on them makes the output ``pattern @ v``.
         """
         with torch.inference_mode(False):  # a normal tensor even under inference mode: in-place edits show
-            scores = (q.transpose(1, 2) @ k.permute(0, 2, 3, 1)).float() / math.sqrt(self.head_dim)
-            pattern = scores.softmax(dim=-1)
+            pattern = self._pattern(q, k)
         version = pattern._version
         hooked = hooks.hook_pattern(pattern)
-        edited = hooked is not pattern or hooked._version != version
-        if not (edited or hooks.hook_pattern._backward_hooks):
-            return self._fused(q, k, v)
-        return (hooked.to(v.dtype) @ v.transpose(1, 2)).transpose(1, 2)
+        if hooked is not pattern or hooked._version != version or hooks.hook_pattern._backward_hooks:
+            return self._from_pattern(hooked, v)
+        return self._from_pattern(pattern, v) if _slow_fused_backward(q) else self._fused(q, k, v)
+
+    def _pattern(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Attention probabilities (batch, head, query, key) in fp32."""
+        scores = (q.transpose(1, 2) @ k.permute(0, 2, 3, 1)).float() / math.sqrt(self.head_dim)
+        return scores.softmax(dim=-1)
+
+    @staticmethod
+    def _from_pattern(pattern: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return (pattern.to(v.dtype) @ v.transpose(1, 2)).transpose(1, 2)
 
     @staticmethod
     def _fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -154,6 +165,12 @@ class Attention(nn.Module):
             return out[0] if isinstance(out, tuple) else out
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return out.transpose(1, 2)
+
+
+def _slow_fused_backward(q: torch.Tensor) -> bool:
+    """True where the fused kernel's backward is slow: bf16 on a CPU, where PyTorch's flash
+    attention backward took 4x as long as the explicit form's (benchmarks/train_step.py)."""
+    return q.dtype == torch.bfloat16 and q.device.type == "cpu" and q.requires_grad and torch.is_grad_enabled()
 
 
 class SwiGLU(nn.Module):

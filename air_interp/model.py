@@ -102,6 +102,10 @@ class HookedAIR(HookedRootModule):
         """The forward dtype (parameters are stored in fp32)."""
         return getattr(torch, self.cfg.forward_dtype)
 
+    def set_forward_dtype(self, dtype: str) -> None:
+        """Run the forward in ``dtype`` (``float32`` or ``bfloat16``); the fp32 weights are unchanged."""
+        self.cfg = self.cfg.replace(forward_dtype=dtype)
+
     @property
     def device(self) -> torch.device:
         return self.H_init.device

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 
 from air_interp.data.dataset import Dataset, load_dataset  # noqa: E402
 from air_interp.data.generate import generate_mazes, generate_sudoku  # noqa: E402
+from air_interp.hardware import machine_summary  # noqa: E402
 
 SUDOKU_RUNS = (("easy", 200, {"clues": 36}), ("minimal", 200, {}), ("hard", 20, {"min_rating": 8.0}))
 MAZE_RUNS = ((10, 500), (15, 300), (20, 200), (30, 50))
@@ -81,6 +82,8 @@ def main() -> None:
     parser.add_argument("--hard-set", type=Path, default=Path("data/sudoku-hard"))
     parser.add_argument("--figure", type=Path, default=Path("docs/sudoku_ratings.png"))
     args = parser.parse_args()
+    print(machine_summary())
+    print("dtype: none (numba generators, one process; no model runs)\n")
     print("| generator | kept puzzles/s | candidates/s | mean rating (Sudoku) or path length (Maze) |")
     print("|---|---|---|---|")
     for row in benchmark_sudoku() + benchmark_mazes():

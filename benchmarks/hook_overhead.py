@@ -1,6 +1,6 @@
 """Cost of the hook points: a full evaluation rollout with and without them, and with caches.
 
-    python benchmarks/hook_overhead.py [--d-model 128] [--layers 2] [--batch 16] [--dtype float32] [--threads 1]
+    python benchmarks/hook_overhead.py [--d-model 128] [--layers 2] [--batch 16] [--dtype auto] [--threads 1]
 
 Modes (all on the same model and batch, interleaved, median of --repeats):
   no hook points  the ACT wrapper called halt_max_steps times (the training path: no hook points)
@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 
 from air_interp import AIRConfig, HookedAIR
+from air_interp.hardware import DTYPE_CHOICES, machine_summary, resolve_dtype, set_threads
 
 
 def rollout_without_hook_points(model: HookedAIR, batch: dict) -> torch.Tensor:
@@ -34,15 +35,16 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
+    dtype = resolve_dtype(args.dtype, "cpu")
 
     torch.manual_seed(0)
     cfg = AIRConfig.preset("Lx_H", d_model=args.d_model, n_layers=args.layers, n_heads=args.heads,
-                           puzzle_emb_ndim=args.d_model, forward_dtype=args.dtype)
+                           puzzle_emb_ndim=args.d_model, forward_dtype=dtype)
     model = HookedAIR(cfg).eval()
     batch = {"inputs": torch.randint(0, cfg.vocab_size, (args.batch, cfg.seq_len)),
              "puzzle_identifiers": torch.zeros(args.batch, dtype=torch.long)}
@@ -63,7 +65,8 @@ def main() -> None:
                 times[name].append(time.perf_counter() - start)
 
     base = statistics.median(times["no hook points"])
-    print(f"Lx_H, d={args.d_model}, {args.layers} layers, batch {args.batch}, {args.dtype}, "
+    print(machine_summary())
+    print(f"Lx_H, d={args.d_model}, {args.layers} layers, batch {args.batch}, {dtype}, "
           f"{cfg.halt_max_steps} ACT steps x {cfg.sub_steps} sub-steps, {len(model.hook_dict)} hook points, "
           f"{torch.get_num_threads()} threads")
     print("| mode | median s / rollout | ratio to no hook points |\n|---|---|---|")

@@ -1,37 +1,52 @@
-"""Probe throughput: batched vs one puzzle at a time, and peak memory for many puzzles.
+"""Probe throughput against a plain batched rollout, and against one puzzle at a time.
 
-    python benchmarks/probes.py [--puzzles 16] [--memory-puzzles 1000] [--threads 1]
+    python benchmarks/probes.py [--size cpu|paper] [--dtype auto|float32|bfloat16] [--puzzles 16]
+                                [--repeats 3] [--memory-puzzles 1000] [--threads 1]
 
-"One at a time" is what the public analysis scripts do: a rollout per puzzle (and, for attention,
-a rollout per puzzle *and per layer*). Both ways run side by side in this one process on the same
-model (Lx_H, d=128, 2 layers, 16 ACT steps, random weights: speed does not depend on training) and
-the shipped Sudoku test puzzles. Peak memory is the maximum resident set of a fresh process that
-runs each batched probe over ``--memory-puzzles`` puzzles.
+Model: Lx_H with random weights (speed does not depend on training), 16 ACT steps, on the shipped
+Sudoku test puzzles; ``--size cpu`` is d=128, 2 layers, 4 heads; ``--size paper`` is d=512,
+4 layers, 8 heads (the paper's). In one process and one dtype, interleaved ``--repeats`` times
+(medians): a plain batched rollout (``model(batch)``, no hook attached) and each probe over the
+same batch of ``--puzzles``; ``vs rollout`` is the probe's throughput over the rollout's (the
+issue's target at the paper size: >= 0.8). "One at a time" is the public scripts' way, timed once:
+a rollout per puzzle, and for attention a rollout per puzzle *and per layer*. Peak memory is the
+maximum resident set of a fresh process running the batched probe over ``--memory-puzzles``.
 """
 from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 
 from air_interp import AIRConfig, HookedAIR
 from air_interp.data import load_dataset
 from air_interp.defaults import DEFAULT_DATASETS
+from air_interp.hardware import DTYPE_CHOICES, machine_summary, resolve_dtype, set_threads
 from air_interp.probes.attention import AttentionOptions, attention_contrasts
 from air_interp.probes.decode import decode
 from air_interp.probes.freeze import freeze
 
 PROBES = ("decode", "freeze", "attention")
+SIZES = {"cpu": dict(d_model=128, n_layers=2, n_heads=4), "paper": dict(d_model=512, n_layers=4, n_heads=8)}
 
 
-def make_model() -> HookedAIR:
+def make_model(size: str, dtype: str) -> HookedAIR:
     torch.manual_seed(0)
-    cfg = AIRConfig.preset("Lx_H", d_model=128, n_layers=2, n_heads=4, puzzle_emb_ndim=128, forward_dtype="float32")
+    sizes = SIZES[size]
+    cfg = AIRConfig.preset("Lx_H", puzzle_emb_ndim=sizes["d_model"], forward_dtype=dtype, **sizes)
     return HookedAIR(cfg).eval()
+
+
+def rollout(model: HookedAIR, inputs, batch_size: int) -> None:
+    with torch.inference_mode():
+        for start in range(0, len(inputs), batch_size):
+            model({"inputs": torch.as_tensor(inputs[start:start + batch_size]).long()})
 
 
 def run(probe: str, model: HookedAIR, inputs, labels, batch_size: int, layers=None) -> None:
@@ -50,44 +65,60 @@ def one_at_a_time(probe: str, model: HookedAIR, inputs, labels) -> None:
             run(probe, model, inputs[i:i + 1], labels[i:i + 1], 1, layer)
 
 
-def timed(fn) -> float:
+def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
 
 
-def peak_memory_mb(probe: str, puzzles: int, threads: int) -> float:
+def peak_memory_mb(probe: str, args: argparse.Namespace, dtype: str) -> float:
     """Max resident set of a fresh process (this script with ``--memory-run``) running ``probe``."""
-    command = [sys.executable, __file__, "--memory-run", probe, "--memory-puzzles", str(puzzles), "--threads", str(threads)]
+    command = [sys.executable, __file__, "--memory-run", probe, "--memory-puzzles", str(args.memory_puzzles),
+               "--threads", str(args.threads), "--size", args.size, "--dtype", dtype]
     out = subprocess.run(command, capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1]) / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--puzzles", type=int, default=16, help="puzzles timed both ways (default 16)")
+    parser.add_argument("--size", choices=SIZES, default="cpu")
+    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
+    parser.add_argument("--puzzles", type=int, default=16, help="puzzles per timed run, one batch (default 16)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved batched runs (default 3; medians)")
     parser.add_argument("--memory-puzzles", type=int, default=1000, help="puzzles of the peak-memory runs; 0 skips")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--memory-run", choices=PROBES, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
+    dtype = resolve_dtype(args.dtype, "cpu")
     split = load_dataset(DEFAULT_DATASETS["sudoku"]).split("test")
+    model = make_model(args.size, dtype)
     if args.memory_run:
-        run(args.memory_run, make_model(), split.inputs[:args.memory_puzzles], split.labels[:args.memory_puzzles], 16)
+        run(args.memory_run, model, split.inputs[:args.memory_puzzles], split.labels[:args.memory_puzzles], 16)
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
         return
-    inputs, labels = split.inputs[:args.puzzles], split.labels[:args.puzzles]
-    model = make_model()
-    run("decode", model, inputs[:2], labels[:2], 2)  # warm-up
-    print(f"Lx_H d=128, 2 layers, 16 ACT steps, {args.puzzles} Sudoku puzzles, {args.threads} thread(s)")
-    print("| probe | batched (16) puzzles/s | one at a time puzzles/s | speed-up | peak RSS, "
-          f"{args.memory_puzzles} puzzles batched |\n|---|---|---|---|---|")
+    inputs, labels, batch = split.inputs[:args.puzzles], split.labels[:args.puzzles], args.puzzles
+    print(machine_summary())
+    cfg = model.cfg
+    print(f"Lx_H d={cfg.d_model}, {cfg.n_layers} layers, {cfg.n_heads} heads, {cfg.halt_max_steps} ACT steps, "
+          f"{dtype}, {args.puzzles} Sudoku puzzles per batch, medians of {args.repeats}\n")
+    jobs = {"rollout": lambda: rollout(model, inputs, batch)}
+    jobs.update({probe: (lambda probe=probe: run(probe, model, inputs, labels, batch)) for probe in PROBES})
+    for job in jobs.values():  # warm-up
+        job()
+    times: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(args.repeats):
+        for name, job in jobs.items():
+            times[name].append(timed(job))
+    rates = {name: args.puzzles / statistics.median(seconds) for name, seconds in times.items()}
+    print(f"| job | batched puzzles/s | vs rollout | one at a time puzzles/s | batched speed-up | peak RSS, "
+          f"{args.memory_puzzles} puzzles |\n|---|---|---|---|---|---|")
+    print(f"| plain rollout | {rates['rollout']:.2f} | 1.00 | - | - | - |")
     for probe in PROBES:
-        batched = timed(lambda: run(probe, model, inputs, labels, 16))
-        single = timed(lambda: one_at_a_time(probe, model, inputs, labels))
-        memory = f"{peak_memory_mb(probe, args.memory_puzzles, args.threads):.0f} MB" if args.memory_puzzles else "-"
-        print(f"| {probe} | {args.puzzles / batched:.2f} | {args.puzzles / single:.2f} | {single / batched:.1f}x | {memory} |",
-              flush=True)
+        single = args.puzzles / timed(lambda: one_at_a_time(probe, model, inputs, labels))
+        memory = f"{peak_memory_mb(probe, args, dtype):,.0f} MB" if args.memory_puzzles else "-"
+        print(f"| {probe} | {rates[probe]:.2f} | {rates[probe] / rates['rollout']:.2f} | {single:.2f} | "
+              f"{rates[probe] / single:.1f}x | {memory} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""The paper's qualitative claims, checked one by one on the tables ``air-interp figures`` writes.
+"""The paper's qualitative claims, checked one by one on the tables ``air-interp figures`` makes.
 
-Each check reads the tidy tables of a model (``<name>_decode_summary.csv``, ``_freeze_table.csv``,
-``_attention_table.csv``; and the model card's ``exact_by_step`` when there is one) and returns
+Each check reads the tidy tables of a model (the decode summary, the freeze table, the attention
+table; and the model card's ``exact_by_step`` when there is one) and returns
 a row: the claim, the model, the number it rests on, and a verdict, ``holds`` / ``does not hold``
 / ``unclear``. "Unclear" means the number cannot decide it: a difference inside two standard errors
 or a bootstrap interval that straddles 0, or a model too weak for the claim to be testable.
@@ -159,16 +159,11 @@ def split_claims(asymmetric: str, symmetric: str, tables: dict[str, dict[str, pd
     return [_row("the symmetric model loses the split", f"{asymmetric} vs {symmetric}", number, verdict)]
 
 
-def read_tables(directory: Path, name: str) -> dict[str, pd.DataFrame]:
-    return {kind: pd.read_csv(Path(directory) / f"{name}_{file}.csv") for kind, file in
-            (("decode", "decode_summary"), ("freeze", "freeze_table"), ("attention", "attention_table"))}
-
-
-def check_claims(directory: Path, models: dict[str, str], pairs: list[tuple[str, str]],
+def check_claims(tables: dict[str, dict[str, pd.DataFrame]], models: dict[str, str], pairs: list[tuple[str, str]],
                  cards: Optional[dict[str, Path]] = None) -> pd.DataFrame:
     """Every claim for every model (``models``: name -> task) and every (asymmetric, symmetric) pair,
-    from the tables in ``directory``; ``cards`` adds the recurrence claim from model cards."""
-    tables = {name: read_tables(directory, name) for name in models}
+    from each model's ``decode`` summary, ``freeze`` table and ``attention`` table (``tables``);
+    ``cards`` adds the recurrence claim from model cards."""
     rows = []
     for name, task in models.items():
         rows += decode_claims(name, tables[name]["decode"])

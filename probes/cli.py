@@ -7,11 +7,14 @@ into an ``--out`` folder the user names.
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 from air_interp.arguments import DEVICE_HELP, device, fraction, non_negative_int, positive_int
+from air_interp.cli import add_compute_options
 from air_interp.config import AIRConfig
 from air_interp.errors import AirInterpError
 
@@ -28,6 +31,7 @@ def _add_common(parser: argparse.ArgumentParser, puzzles: int = 64) -> None:
     parser.add_argument("--device", type=device, default="cpu", help=DEVICE_HELP)
     _add_out(parser, "folder for the table files and figures (default: print only, write nothing)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_compute_options(parser)
 
 
 def _add_out(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -43,12 +47,36 @@ def _out_folder(args: argparse.Namespace) -> Optional[Path]:
     return None if args.out is None else check_folder_target(args.out, args.overwrite)
 
 
-def _load(checkpoint: Optional[str], device_name: str):
+def _load(checkpoint: Optional[str], args: argparse.Namespace):
+    """(path, model) of ``checkpoint`` (default: the embedded model) in the ``--dtype`` asked for;
+    sets ``--threads`` and prints the dtype that runs and why."""
     from air_interp.checkpoints import load_model
     from air_interp.defaults import default_checkpoint
+    from air_interp.hardware import apply_dtype, set_threads
 
+    set_threads(args.threads)
     path = Path(checkpoint) if checkpoint else default_checkpoint()
-    return path, load_model(path, device=device_name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a slow-dtype warning: the dtype is settled and reported below
+        model = load_model(path, device=args.device)
+    print(f"{path.name}: forward dtype {apply_dtype(model, args.dtype)}")
+    return path, model
+
+
+def _write_run_info(out: Path, args: argparse.Namespace, command: str, loaded: list) -> Path:
+    """``<out>/<command>_run.json``: the checkpoints, forward dtype, threads and CPU behind the outputs."""
+    import torch
+
+    from air_interp.hardware import cpu_model
+    from air_interp.io import atomic_path
+
+    info = {"command": command, "dtype_requested": args.dtype, "device": args.device,
+            "threads": torch.get_num_threads(), "cpu": cpu_model(),
+            "checkpoints": [{"path": str(path), "forward_dtype": model.cfg.forward_dtype} for path, model in loaded]}
+    target = out / f"{command}_run.json"
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(info, indent=1) + "\n")
+    return target
 
 
 def _puzzles(args: argparse.Namespace, task: str):
@@ -87,7 +115,7 @@ def _decode(args: argparse.Namespace) -> None:
     from .output import write_table
 
     out = _out_folder(args)
-    path, model = _load(args.checkpoint, args.device)
+    path, model = _load(args.checkpoint, args)
     inputs, labels = _puzzles(args, model.cfg.task)
     if not args.puzzle < len(inputs):
         raise AirInterpError(f"--puzzle {args.puzzle}: only {len(inputs)} puzzles are analysed "
@@ -102,6 +130,7 @@ def _decode(args: argparse.Namespace) -> None:
         written = write_table(result.table, out / "decode_table", ["csv"]) + write_table(table, out / "decode_summary")
         written += plot_decode(result, args.puzzle, steps, out / f"decode_puzzle{args.puzzle}")
         written.append(write_viewer(result, args.puzzle, out / f"decode_puzzle{args.puzzle}_viewer"))
+        written.append(_write_run_info(out, args, "decode", [(path, model)]))
         _report(written)
 
 
@@ -130,7 +159,7 @@ def _freeze(args: argparse.Namespace) -> None:
     from .output import write_table
 
     out = _out_folder(args)
-    loaded = [_load(c, args.device) for c in (args.checkpoints or [None])]
+    loaded = [_load(c, args) for c in (args.checkpoints or [None])]
     _same_configuration(loaded)
     inputs, labels = _puzzles(args, loaded[0][1].cfg.task)
     states = ["none"] if args.state == "none" else ["none", args.state]
@@ -144,6 +173,7 @@ def _freeze(args: argparse.Namespace) -> None:
         names = "+".join(p.stem for p, _ in loaded)
         written = write_table(table, out / "freeze_table") + write_table(updates, out / "freeze_updates", ["csv"])
         written += plot_freeze(updates, out / f"freeze_{args.state}", title=f"{names}, {len(inputs)} puzzles")
+        written.append(_write_run_info(out, args, "freeze", loaded))
         _report(written)
 
 
@@ -152,7 +182,7 @@ def _attention(args: argparse.Namespace) -> None:
     from .output import write_table
 
     out = _out_folder(args)
-    path, model = _load(args.checkpoint, args.device)
+    path, model = _load(args.checkpoint, args)
     cfg = model.cfg
     n_layers = min(cfg.layers_of("L"), cfg.layers_of("H"))
     if args.layer is not None and not -n_layers <= args.layer < n_layers:
@@ -180,6 +210,7 @@ def _attention(args: argparse.Namespace) -> None:
                                   title=f"{path.stem}: L-update vs H-update, {len(inputs)} puzzles")
         written += plot_example(model, inputs, labels, puzzle=0, layer=example_layer, head=args.head,
                                 path=out / f"attention_example_layer{example_layer}")
+        written.append(_write_run_info(out, args, "attention", [(path, model)]))
         _report(written)
 
 
@@ -192,7 +223,7 @@ def _linear_probe(args: argparse.Namespace) -> None:
     if unknown:
         raise AirInterpError(f"--targets: unknown target(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
     out = _out_folder(args)
-    path, model = _load(args.checkpoint, args.device)
+    path, model = _load(args.checkpoint, args)
     inputs, labels = _puzzles(args, model.cfg.task)
     if not 0 < held_out_count(len(inputs), args.test_fraction) < len(inputs):
         raise AirInterpError(f"--test-fraction {args.test_fraction} of {len(inputs)} puzzles leaves no puzzle to fit "
@@ -208,6 +239,7 @@ def _linear_probe(args: argparse.Namespace) -> None:
         written = write_table(table, out / "linear_probes")
         written += plot_linear_probes(table, out / "linear_probes",
                                       title=f"{path.stem}: linear probes, held-out puzzles")
+        written.append(_write_run_info(out, args, "linear-probe", [(path, model)]))
         _report(written)
 
 
@@ -216,7 +248,7 @@ def _patch(args: argparse.Namespace) -> None:
     from .patching import patch, patch_summary, plot_patching
 
     out = _out_folder(args)
-    path, model = _load(args.checkpoint, args.device)
+    path, model = _load(args.checkpoint, args)
     inputs, labels = _puzzles(args, model.cfg.task)
     if len(inputs) < 2:
         raise AirInterpError("patching needs at least 2 puzzles")
@@ -228,6 +260,7 @@ def _patch(args: argparse.Namespace) -> None:
     if out is not None:
         written = write_table(summary, out / "patching_summary") + write_table(rows, out / "patching_rows", ["csv"])
         written += plot_patching(summary, out / "patching", title=f"{path.stem}: patching a state from another puzzle")
+        written.append(_write_run_info(out, args, "patch", [(path, model)]))
         _report(written)
 
 
@@ -248,12 +281,16 @@ def _parse_models(specs: list[str]) -> dict[str, Path]:
 
 
 def _figures(args: argparse.Namespace) -> None:
+    from air_interp.hardware import set_threads
+
     from .figures import check_figures_target, regenerate
 
     out = check_figures_target(Path(args.out), args.overwrite)
+    set_threads(args.threads)
     models = _parse_models(args.model) or None
     sweep = Path(args.sweep) if args.sweep else None
-    manifest = regenerate(out, models, sweep, args.puzzles, not args.quiet, args.sweep_puzzles, args.overwrite)
+    manifest = regenerate(out, models, sweep, args.puzzles, not args.quiet, args.sweep_puzzles, args.overwrite,
+                          args.dtype)
     print(f"wrote the figures and tables listed in {manifest}")
 
 
@@ -261,9 +298,12 @@ def _tables(args: argparse.Namespace) -> None:
     from .output import write_table
     from .tables import accuracy_rows, find_checkpoints, injection_table, level_token_table
 
+    from air_interp.hardware import set_threads
+
     out = _out_folder(args)
+    set_threads(args.threads)
     rows = accuracy_rows(find_checkpoints(Path(args.directory)), Path(args.data) if args.data else None,
-                         args.puzzles, not args.quiet)
+                         args.puzzles, not args.quiet, args.dtype)
     tables = {"injection_table": injection_table(rows), "level_token_table": level_token_table(rows)}
     for name, table in tables.items():
         print(f"{name}:\n{table.to_string(index=False)}\n")
@@ -379,6 +419,7 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     tables.add_argument("--puzzles", type=positive_int, help="evaluate on the first N test puzzles only (default all)")
     _add_out(tables, "folder for the table files (default: print only, write nothing)")
     tables.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_compute_options(tables)
     tables.set_defaults(func=_tables)
 
     figures = commands.add_parser(
@@ -395,6 +436,7 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     figures.add_argument("--overwrite", action="store_true",
                          help="replace an existing --out folder that holds figures of ours and nothing else")
     figures.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_compute_options(figures)
     figures.set_defaults(func=_figures)
 
     emergence = commands.add_parser(
@@ -412,4 +454,5 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     _add_out(emergence, "folder for the combined table and the figure (default: print only; each run's "
                         "measurements are cached in <run>/emergence.csv either way)")
     emergence.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_compute_options(emergence)
     emergence.set_defaults(func=_emergence)

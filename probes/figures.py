@@ -20,14 +20,21 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
+import torch
+
 from air_interp.checkpoints import checkpoint_file, load_model
 from air_interp.data import load_dataset
 from air_interp.defaults import default_dataset, default_models, repo_relative
+from air_interp.hardware import cpu_model
 from air_interp.io import atomic_path, check_replaceable_folder, sha256
+from air_interp.model import HookedAIR
 
 from .attention import attention_contrasts, plot_contrasts, plot_example, summarize
 from .claims import check_claims
 from .decode import decode, plot_decode, summary
+from .emergence import CACHE as EMERGENCE_CACHE
+from .emergence import emergence, plot_emergence
 from .freeze import freeze_table, plot_freeze, run_freeze
 from .linear import collect, linear_probes, plot_linear_probes
 from .output import write_table
@@ -54,26 +61,28 @@ def check_figures_target(out: Path, overwrite: bool = False) -> Path:
     return check_replaceable_folder(out, "figures folder", not_our_figures, overwrite)
 
 
-def model_figures(name: str, path: Path, out: Path, puzzles: int, progress: bool) -> list[Path]:
-    """Decode, freeze and attention outputs of one model, named ``<name>_*``."""
-    model = load_model(path)
+def model_figures(name: str, model: HookedAIR, out: Path, puzzles: int, progress: bool
+                  ) -> tuple[list[Path], dict[str, pd.DataFrame]]:
+    """Decode, freeze and attention outputs of one model, named ``<name>_*``, and the tables the
+    claims are judged from."""
     split = load_dataset(default_dataset(model.cfg.task)).split("test")
     inputs, labels = split.inputs[:puzzles], split.labels[:puzzles]
     last = model.cfg.halt_max_steps - 1
-    files = []
     decoded = decode(model, inputs, labels, progress=progress)
-    files += plot_decode(decoded, 0, sorted({0, 1, last}), out / f"{name}_decode")
-    files += write_table(summary(decoded.table), out / f"{name}_decode_summary")
+    tables = {"decode": summary(decoded.table)}
+    files = plot_decode(decoded, 0, sorted({0, 1, last}), out / f"{name}_decode")
+    files += write_table(tables["decode"], out / f"{name}_decode_summary")
     updates, per_puzzle = run_freeze([model], inputs, labels, progress=progress)
+    tables["freeze"] = freeze_table(per_puzzle)
     files += plot_freeze(updates, out / f"{name}_freeze", title=f"{name}, {len(inputs)} test puzzles")
-    files += write_table(freeze_table(per_puzzle), out / f"{name}_freeze_table", TABLE_FORMATS)
-    rows = attention_contrasts(model, inputs, labels, progress=progress)
-    table = summarize(rows)
-    files += write_table(table, out / f"{name}_attention_table", TABLE_FORMATS)
-    files += plot_contrasts(table, out / f"{name}_attention", title=f"{name}: L-update vs H-update, {len(inputs)} test puzzles")
+    files += write_table(tables["freeze"], out / f"{name}_freeze_table", TABLE_FORMATS)
+    tables["attention"] = summarize(attention_contrasts(model, inputs, labels, progress=progress))
+    files += write_table(tables["attention"], out / f"{name}_attention_table", TABLE_FORMATS)
+    files += plot_contrasts(tables["attention"], out / f"{name}_attention",
+                            title=f"{name}: L-update vs H-update, {len(inputs)} test puzzles")
     files += plot_example(model, inputs, labels, puzzle=0, layer=model.cfg.n_layers - 1,
                           path=out / f"{name}_attention_example")
-    return files + beyond_figures(name, model, inputs, labels, out, progress)
+    return files + beyond_figures(name, model, inputs, labels, out, progress), tables
 
 
 def beyond_figures(name: str, model, inputs, labels, out: Path, progress: bool) -> list[Path]:
@@ -87,41 +96,61 @@ def beyond_figures(name: str, model, inputs, labels, out: Path, progress: bool) 
     return files
 
 
-def claims_tables(out: Path, models: dict[str, Path]) -> list[Path]:
+def claims_tables(out: Path, tables: dict[str, dict[str, pd.DataFrame]], tasks: dict[str, str],
+                  models: dict[str, Path]) -> list[Path]:
     """The paper's qualitative claims on these models (see ``probes.claims``). A model ``X_Lx_Hx``
     beside ``X_Lx_H`` is checked as its symmetric control; a model card ``<checkpoint>.json``
     adds the recurrence claim."""
-    tasks = {name: load_model(path).cfg.task for name, path in models.items()}
     pairs = [(name, name + "x") for name in models if name.endswith("Lx_H") and name + "x" in models]
     cards = {name: Path(path).with_suffix(".json") for name, path in models.items()
              if Path(path).with_suffix(".json").is_file()}
-    return write_table(check_claims(out, tasks, pairs, cards), out / "claims", ("csv", "md"))
+    return write_table(check_claims(tables, tasks, pairs, cards), out / "claims", ("csv", "md"))
+
+
+def emergence_figures(models: dict[str, Path], out: Path) -> list[dict]:
+    """The emergence curves of the models whose training log (``checkpoints/logs/<name>/``) keeps an
+    emergence table; their manifest entries."""
+    logs = {name: Path(path).parent / "logs" / name for name, path in models.items()}
+    runs = [log for log in logs.values() if (log / EMERGENCE_CACHE).is_file()]
+    if not runs:
+        return []
+    table = emergence(runs, progress=False)
+    files = write_table(table, out / "emergence", ["csv"])
+    files += plot_emergence(table, out / "emergence", title="The defaults along training")
+    return [{"file": f.name, "runs": [repo_relative(run) for run in runs]} for f in files]
 
 
 def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optional[Path] = None,
                puzzles: int = 64, progress: bool = True, sweep_puzzles: Optional[int] = None,
-               overwrite: bool = False) -> Path:
+               overwrite: bool = False, dtype: Optional[str] = None) -> Path:
     """Write every figure and table into the folder ``out`` with its ``manifest.json``; returns the
     manifest. ``puzzles`` test puzzles feed each model's probes; the sweep is evaluated on the
-    whole test split unless ``sweep_puzzles`` limits it. See the module docstring for ``overwrite``."""
+    whole test split unless ``sweep_puzzles`` limits it. ``dtype`` is the forward dtype (``auto``,
+    ``float32``, ``bfloat16``; None: each checkpoint's own); the manifest records the one each file
+    came from. See the module docstring for ``overwrite``."""
     out = check_figures_target(Path(out), overwrite)
     models = models or default_models(DEFAULT_MODELS)
     with atomic_path(out, directory=True) as folder:
-        outputs = []
+        outputs, tables, tasks = [], {}, {}
         for name, path in models.items():
             weights = checkpoint_file(path)
-            source = {"model": name, "checkpoint": repo_relative(weights), "sha256": sha256(weights)}
-            for file in model_figures(name, Path(path), folder, puzzles, progress):
-                outputs.append({"file": file.name, **source})
-        for file in claims_tables(folder, models):
-            outputs.append({"file": file.name, "models": list(models)})
+            model = load_model(weights, dtype=dtype)
+            tasks[name] = model.cfg.task
+            source = {"model": name, "checkpoint": repo_relative(weights), "sha256": sha256(weights),
+                      "forward_dtype": model.cfg.forward_dtype}
+            files, tables[name] = model_figures(name, model, folder, puzzles, progress)
+            outputs += [{"file": file.name, **source} for file in files]
+        outputs += [{"file": file.name, "models": list(models)} for file in claims_tables(folder, tables, tasks, models)]
+        outputs += emergence_figures(models, folder)
         if sweep is not None:
-            outputs += sweep_tables(sweep, folder, sweep_puzzles, progress)
+            outputs += sweep_tables(sweep, folder, sweep_puzzles, progress, dtype)
         manifest = {
             "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "air_interp": version("air-interp"),
             "test_puzzles_per_model": puzzles,
             "sweep_test_puzzles": sweep_puzzles or "all",
+            "dtype_requested": dtype or "checkpoint",
+            "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads()},
             "outputs": outputs,
         }
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -129,10 +158,11 @@ def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optio
     return out / MANIFEST
 
 
-def sweep_tables(sweep: Path, out: Path, sweep_puzzles: Optional[int], progress: bool) -> list[dict]:
+def sweep_tables(sweep: Path, out: Path, sweep_puzzles: Optional[int], progress: bool,
+                 dtype: Optional[str] = None) -> list[dict]:
     """The injection-ablation and level-token tables of a sweep; their manifest entries."""
     checkpoints = find_checkpoints(sweep)
-    rows = accuracy_rows(checkpoints, max_puzzles=sweep_puzzles, progress=progress)
+    rows = accuracy_rows(checkpoints, max_puzzles=sweep_puzzles, progress=progress, dtype=dtype)
     files = write_table(rows, out / "sweep_accuracy", ["csv"])
     files += write_table(injection_table(rows), out / "injection_table", TABLE_FORMATS)
     files += write_table(level_token_table(rows), out / "level_token_table", TABLE_FORMATS)

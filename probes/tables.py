@@ -34,18 +34,19 @@ def find_checkpoints(directory: Path) -> list[Path]:
 
 
 def accuracy_rows(checkpoints: Sequence[Path], data: Optional[Path] = None, max_puzzles: Optional[int] = None,
-                  progress: bool = True) -> pd.DataFrame:
-    """One row per checkpoint: variant, task, exact and cell accuracy on the test split."""
+                  progress: bool = True, dtype: Optional[str] = None) -> pd.DataFrame:
+    """One row per checkpoint: variant, task, exact and cell accuracy on the test split, and the
+    forward dtype it was evaluated in (``dtype``: ``auto``, ``float32``, ``bfloat16``; None: its own)."""
     rows = []
     for path in tqdm(checkpoints, desc="evaluate", unit="ckpt", disable=not progress, leave=False):
-        model = load_model(path)
+        model = load_model(path, dtype=dtype)
         split = load_dataset(data or default_dataset(model.cfg.task)).split("test")
         if max_puzzles:
             split = split.take(np.arange(min(max_puzzles, len(split))))
         metrics = evaluate(model, split)
         rows.append({"checkpoint": str(path), "task": model.cfg.task, "variant": model.cfg.variant,
                      "exact_accuracy": metrics["exact_accuracy"], "accuracy": metrics["accuracy"],
-                     "puzzles": metrics["count"]})
+                     "puzzles": metrics["count"], "forward_dtype": model.cfg.forward_dtype})
     return pd.DataFrame(rows)
 
 

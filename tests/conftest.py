@@ -1,8 +1,11 @@
 """Shared helpers: tiny models and random batches, so model tests run in seconds on a CPU."""
+import os
 from pathlib import Path
 
-import pytest
-import torch
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # commands default to it (air_interp.hardware.default_threads)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from air_interp import AIRConfig, HookedAIR
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from air_interp import PRESETS, AIRConfig, AirInterpError, HookedAIR
+from air_interp.layers import Attention, Rotary, apply_rope, rms_norm
 from conftest import random_batch, tiny_config, tiny_model
 
 
@@ -101,6 +102,61 @@ def test_bfloat16_forward_is_close_to_float32():
     assert half.dtype == torch.float32
     agreement = (full.argmax(-1) == half.argmax(-1)).float().mean()
     assert agreement > 0.8
+
+
+def test_set_forward_dtype_switches_the_rollout_to_the_other_dtype():
+    model = tiny_model()
+    batch = random_batch(model)
+    reference = HookedAIR(model.cfg.replace(forward_dtype="bfloat16")).eval()
+    reference.load_state_dict(model.state_dict())
+    model.set_forward_dtype("bfloat16")
+    assert model.dtype == torch.bfloat16 and torch.equal(model(batch), reference(batch))
+    with pytest.raises(AirInterpError, match="forward_dtype"):
+        model.set_forward_dtype("float64")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_rms_norm_equals_the_fp32_formula_bit_for_bit(dtype):
+    x = (torch.randn(16, 82, 128, generator=torch.Generator().manual_seed(0)) * 7).to(dtype)
+    x32 = x.float()
+    expected = (x32 * torch.rsqrt(x32.square().mean(-1, keepdim=True) + 1e-5)).to(dtype)
+    assert torch.equal(rms_norm(x, 1e-5), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rope_per_half_equals_the_rotate_half_formula_bit_for_bit(dtype):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 82, 4, 32, generator=gen).to(dtype)
+    cos, sin = torch.randn(82, 32, generator=gen), torch.randn(82, 32, generator=gen)  # halves differ, as in fixtures
+    x32 = x.float()
+    rotated = torch.cat((-x32[..., 16:], x32[..., :16]), dim=-1)
+    expected = (x32 * cos[:, None] + rotated * sin[:, None]).to(dtype)
+    assert torch.equal(apply_rope(x, (cos, sin)), expected)
+
+
+def test_bf16_attention_with_gradient_matches_the_fused_kernel_and_fp32():
+    """On a CPU, bf16 attention that needs a gradient runs the explicit form (the fused kernel's
+    backward is slow there); its output equals the fused kernel's and its gradients are as close
+    to fp32 as bf16 allows."""
+    torch.manual_seed(0)
+    attention = Attention(64, 4)
+    rope = Rotary(16, 10000.0)(20, torch.device("cpu"))
+    x = torch.randn(3, 20, 64)
+
+    def run(dtype: torch.dtype, grad: bool):
+        attention.zero_grad()
+        inputs = x.to(dtype).requires_grad_(grad)
+        with torch.set_grad_enabled(grad):
+            out = attention(inputs, rope)
+        if grad:
+            (out.float() * torch.linspace(-1, 1, 64)).sum().backward()
+            return out.detach().float(), inputs.grad.float(), attention.qkv.weight.grad.clone()
+        return out.float(), None, None
+
+    explicit, fused, full = run(torch.bfloat16, True), run(torch.bfloat16, False), run(torch.float32, True)
+    torch.testing.assert_close(explicit[0], fused[0], rtol=2e-2, atol=2e-2)
+    for ours, exact in zip(explicit, full):
+        assert (ours - exact).norm() / exact.norm() < 2e-2
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -12,13 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from air_interp.train import compiled as compiled_module
 from air_interp.train import checkpoint as checkpoint_module
+from air_interp.train.compiled import compiler_problem
 from air_interp.train.checkpoint import latest_checkpoint, read_state
 from air_interp.train.cli import add_train_parser, main
-from air_interp.train.loop import Trainer, train
+from air_interp.train.loop import Trainer, load_run_config, train
 from safetensors.torch import load_file
-from train_helpers import ddp_worker, shift_task, tiny_recipe
+from train_helpers import TINY_MODEL, ddp_worker, shift_task, tiny_recipe
 
+from air_interp import hardware
 from air_interp.checkpoints import checkpoint_file, load_model
 from air_interp.config import PRESETS
 from air_interp.errors import AirInterpError
@@ -98,7 +101,7 @@ def test_sigkilled_cli_run_resumes_bit_identical(shift_data, tmp_path):
         return [sys.executable, "-m", "air_interp.train.cli", "train", "--scale", "cpu", "--data", str(shift_data),
                 "--out", str(tmp_path / out), "--steps", "40", "--checkpoint-every", "5", "--global-batch-size", "8",
                 "--augmentations", "0", "--d-model", "32", "--n-heads", "2", "--n-layers", "1",
-                "--halt-max-steps", "3", "--threads", "1", "--no-progress", *extra]
+                "--halt-max-steps", "3", "--threads", "1", "--no-compile", "--no-progress", *extra]
 
     subprocess.run(command("straight"), check=True, env=env, capture_output=True)
     victim = subprocess.Popen(command("killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -227,7 +230,7 @@ def run_cli(*argv: str):
 
 
 TINY_CLI = ("--scale", "cpu", "--augmentations", "0", "--global-batch-size", "8", "--d-model", "32", "--n-heads", "2",
-            "--n-layers", "1", "--halt-max-steps", "2", "--threads", "1", "--no-progress")
+            "--n-layers", "1", "--halt-max-steps", "2", "--threads", "1", "--no-compile", "--no-progress")
 
 
 def test_cli_train_resume_and_eval(shift_data, tmp_path, capsys):
@@ -266,6 +269,58 @@ def test_cli_refuses_to_overwrite_a_run_and_eval_mismatch(shift_data, tmp_path, 
         run_cli("eval", str(tmp_path / "nothing"), "--data", str(shift_data))
     with pytest.raises(SystemExit):
         run_cli("train", "--out", out, "--steps", "1", "--epochs", "1")
+
+
+AVX2_ONLY, AMX = frozenset({"avx2", "fma"}), frozenset({"avx2", "fma", "avx512f", "amx_bf16"})
+
+
+@pytest.mark.parametrize("first_cpu, chosen, second_cpu", [(AVX2_ONLY, "float32", AMX), (AMX, "bfloat16", AVX2_ONLY)])
+def test_auto_dtype_is_recorded_and_a_resumed_run_keeps_it(shift_data, tmp_path, monkeypatch, first_cpu, chosen,
+                                                           second_cpu):
+    out = tmp_path / "run"
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: first_cpu)
+    run_cli("train", "--data", str(shift_data), "--out", str(out), "--steps", "1", *TINY_CLI)
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["dtype"] == chosen == config["model"]["forward_dtype"]
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: second_cpu)  # resumed on the other kind of machine
+    run_cli("train", "--out", str(out), "--resume", "--steps", "2", "--no-progress")
+    assert json.loads((out / "config.json").read_text())["train"]["dtype"] == chosen
+    assert read_state(latest_checkpoint(out))["config"]["dtype"] == chosen
+
+
+def test_runs_that_stored_auto_resume_in_the_dtype_they_ran_in(shift_data, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train(tiny_recipe(shift_data, steps=1), out, progress=False)
+    config = json.loads((out / "config.json").read_text())
+    config["train"]["dtype"] = "auto"  # as written before the config recorded the chosen dtype
+    (out / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    assert load_run_config(out).dtype == config["model"]["forward_dtype"] == "float32"
+
+
+def compiled_and_eager_weights(shift_data, tmp_path) -> tuple[dict, dict]:
+    model = dict(TINY_MODEL, halt_max_steps=3, halt_exploration_prob=0.5)  # both draw the same random stream
+    for name, compiled in (("eager", False), ("compiled", True)):
+        train(tiny_recipe(shift_data, steps=3, compile=compiled, model=model), tmp_path / name, progress=False)
+    return weights(tmp_path / "eager"), weights(tmp_path / "compiled")
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_training(shift_data, tmp_path):
+    problem = compiler_problem(torch.device("cpu"))
+    if problem is not None:
+        pytest.skip(f"torch.compile does not work here: {problem}")
+    eager, compiled = compiled_and_eager_weights(shift_data, tmp_path)
+    for key in eager:
+        torch.testing.assert_close(compiled[key], eager[key], rtol=1e-4, atol=1e-5, msg=key)
+    assert not torch.equal(eager["lm_head.weight"], load_model_init(tiny_recipe(shift_data))["lm_head.weight"])
+
+
+def test_compile_without_a_compiler_warns_and_trains_eagerly(shift_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(compiled_module, "compiler_problem", lambda device: "no C++ compiler")
+    with pytest.warns(UserWarning, match="no C\\+\\+ compiler.*runs eagerly"):
+        eager, fallback = compiled_and_eager_weights(shift_data, tmp_path)
+    assert_bit_identical(eager, fallback)
 
 
 def test_cli_resume_cannot_change_the_model(shift_data, tmp_path):

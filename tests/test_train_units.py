@@ -12,6 +12,7 @@ from air_interp.train.loss import act_loss, stablemax_cross_entropy
 from air_interp.train.optim import EMA, SparseSignSGD, build_optimizers, lr_at
 from conftest import tiny_model
 
+from air_interp import hardware
 from air_interp.data.dataset import Split
 from air_interp.errors import AirInterpError
 from air_interp.tasks import get_task
@@ -162,7 +163,22 @@ def test_paper_scale_is_the_paper_recipe():
     model = cfg.model_config("sudoku", "cuda")
     assert (model.d_model, model.n_layers, model.puzzle_emb_ndim, model.forward_dtype) == (512, 4, 512, "bfloat16")
     small = TrainConfig(model={"d_model": 64, "n_heads": 4}).model_config("maze15")
-    assert small.puzzle_emb_ndim == 64 and small.forward_dtype == "float32"
+    assert small.puzzle_emb_ndim == 64
+
+
+@pytest.mark.parametrize("flags, cpu_dtype", [({"avx2", "fma"}, "float32"), ({"avx2", "amx_bf16"}, "bfloat16"),
+                                              ({"avx512f", "avx512_bf16"}, "bfloat16")])
+def test_auto_training_dtype_follows_the_cpu(monkeypatch, flags, cpu_dtype):
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
+    cfg = TrainConfig.for_scale("cpu")
+    assert cfg.model_config("sudoku", "cpu").forward_dtype == cpu_dtype
+    assert cfg.model_config("sudoku", "cuda").forward_dtype == "bfloat16"
+    assert cfg.replace(dtype="float32").model_config("sudoku", "cpu").forward_dtype == "float32"
+
+
+def test_compile_is_on_for_a_cpu_unless_set():
+    assert TrainConfig().compile_on("cpu") and not TrainConfig().compile_on("cuda")
+    assert not TrainConfig(compile=False).compile_on("cpu") and TrainConfig(compile=True).compile_on("cuda")
 
 
 def test_no_act_continue_of_a_run_becomes_the_models_halting_rule():

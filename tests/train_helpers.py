@@ -28,9 +28,11 @@ def shift_task(path: Path, n_train: int = 64, n_test: int = 32, seed: int = 0) -
 
 
 def tiny_recipe(data: Path, **overrides) -> TrainConfig:
+    """fp32 whatever the machine (``auto`` would pick bf16 on an AMX CPU): these tests check the
+    training logic to fp32 rounding. Not compiled: compiling takes longer than these runs."""
     fields = dict(data=str(data), steps=6, global_batch_size=8, lr=3e-3, lr_warmup_steps=2, weight_decay=0.1,
-                  puzzle_emb_lr=1e-2, augmentations=0, log_every=2, eval_every=1000, threads=1,
-                  model=dict(TINY_MODEL))
+                  puzzle_emb_lr=1e-2, augmentations=0, log_every=2, eval_every=1000, threads=1, dtype="float32",
+                  compile=False, model=dict(TINY_MODEL))
     fields.update(overrides)
     return TrainConfig.for_scale("cpu", **fields)
 

@@ -13,14 +13,12 @@ from typing import Any
 
 from air_interp.config import AIRConfig
 from air_interp.errors import AirInterpError
+from air_interp.hardware import resolve_dtype
 from air_interp.tasks import Task
 
 LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 TRAIN_DTYPES = ("auto", "float32", "bfloat16")
-# Measured by benchmarks/train_step.py (docs/training.md): on a CPU without AMX or AVX512-BF16,
-# bf16 matmuls are emulated and slower than fp32, so fp32 is the CPU default.
-CPU_DEFAULT_DTYPE = "float32"
 
 # Model sizes of each scale (AIRConfig fields). ``paper`` is the AIRConfig default.
 SCALE_MODELS: dict[str, dict[str, Any]] = {
@@ -74,8 +72,8 @@ class TrainConfig:
     init_from: str | None = None  # start from these weights (fresh optimiser); the architecture must match
     # Devices
     device: str = "auto"
-    dtype: str = "auto"  # forward dtype; auto = bfloat16 on CUDA, CPU_DEFAULT_DTYPE on CPU
-    compile: bool = False
+    dtype: str = "auto"  # forward dtype; auto: air_interp.hardware decides (bf16 on CUDA and AMX CPUs)
+    compile: bool | None = None  # torch.compile the ACT step; None: on a CPU only (see compile_on)
     threads: int | None = None  # CPU threads (torch.set_num_threads); default: torch's choice
     tensorboard: bool = False
     wandb_project: str | None = None
@@ -152,9 +150,14 @@ class TrainConfig:
         return max(1, self.eval_interval * n_puzzles // self.global_batch_size)
 
     def forward_dtype(self, device_type: str) -> str:
-        if self.dtype != "auto":
-            return self.dtype
-        return "bfloat16" if device_type == "cuda" else CPU_DEFAULT_DTYPE
+        """``dtype`` on a device of ``device_type``; ``auto`` is bf16 on CUDA (the paper) and on a CPU
+        with native bf16 matmuls, fp32 on other CPUs (:mod:`air_interp.hardware`)."""
+        return resolve_dtype(self.dtype, device_type, "bfloat16")
+
+    def compile_on(self, device_type: str) -> bool:
+        """``compile``; unset, it is on for a CPU, where benchmarks/train_step.py measured steps 1.6x
+        (bf16) to 1.8x (fp32) as fast compiled, and off on CUDA (not measured yet)."""
+        return device_type == "cpu" if self.compile is None else self.compile
 
     def model_config(self, task: str, device_type: str = "cpu") -> AIRConfig:
         """The AIRConfig of this run: the variant, the scale's sizes, then ``model`` overrides.

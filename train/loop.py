@@ -27,9 +27,11 @@ from tqdm import tqdm
 from air_interp.checkpoints import checkpoint_file, load_model, save_model
 from air_interp.data.dataset import augment, load_dataset
 from air_interp.errors import AirInterpError
+from air_interp.hardware import set_threads
 from air_interp.io import atomic_path, check_writable_location, sha256
 from air_interp.model import ACTCarry, HookedAIR
 
+from .compiled import compiled_act_step
 from .checkpoint import latest_checkpoint, read_state, write_checkpoint
 from .config import TrainConfig
 from .data import GroupSampler, make_batch
@@ -95,11 +97,13 @@ class Trainer:
     """Builds everything a run needs from a :class:`TrainConfig`; :meth:`run` trains to the end."""
 
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> None:
-        self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+        self.run_dir, self.progress = Path(run_dir), progress
+        set_threads(cfg.threads)
         checkpoint = self._check_run_dir(resume)
         self.dist = setup_distributed(cfg.device)
+        # The run config records what ``auto`` chose here (dtype, compilation), so a resumed run keeps it.
+        device_type = self.dist.device.type
+        self.cfg = cfg = cfg.replace(dtype=cfg.forward_dtype(device_type), compile=cfg.compile_on(device_type))
         if cfg.global_batch_size % self.dist.world_size:
             raise AirInterpError(f"global_batch_size {cfg.global_batch_size} is not a multiple of the "
                                  f"{self.dist.world_size} processes")
@@ -120,7 +124,7 @@ class Trainer:
         self.eval_every = cfg.eval_period(self.sampler.n_groups)
         self.checkpoint_every = cfg.checkpoint_every or self.eval_every
         self.step, self.lr, self.carry = 0, 0.0, None
-        self._act_step = torch.compile(self.model.act_step) if cfg.compile else self.model.act_step
+        self._act_step = compiled_act_step(self.model) if cfg.compile else self.model.act_step
         if checkpoint is not None:
             self._restore(checkpoint)
         self.log: MetricsLog | None = None
@@ -380,4 +384,7 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise AirInterpError(f"{path}: cannot read the run's config ({err})") from None
-    return TrainConfig.from_dict(data["train"])
+    stored = data["train"]
+    if stored.get("dtype") == "auto":  # runs started before the config recorded the chosen dtype
+        stored = dict(stored, dtype=data["model"]["forward_dtype"])
+    return TrainConfig.from_dict(stored)

@@ -384,7 +384,9 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise AirInterpError(f"{path}: cannot read the run's config ({err})") from None
-    stored = data["train"]
-    if stored.get("dtype") == "auto":  # runs started before the config recorded the chosen dtype
-        stored = dict(stored, dtype=data["model"]["forward_dtype"])
+    stored, model = data.get("train"), data.get("model")
+    if not isinstance(stored, dict):
+        raise AirInterpError(f"{path}: not the config of a training run of ours")
+    if stored.get("dtype") == "auto" and isinstance(model, dict) and "forward_dtype" in model:
+        stored = dict(stored, dtype=model["forward_dtype"])  # runs started before the chosen dtype was recorded
     return TrainConfig.from_dict(stored)

@@ -5,12 +5,15 @@ import argparse
 import json
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from air_interp.cli import add_compute_options
 from air_interp.errors import AirInterpError
 
 from .output import write_table
+
+if TYPE_CHECKING:
+    from air_interp.model import HookedAIR
 
 
 def _add_common(parser: argparse.ArgumentParser, out: str, puzzles: int = 64) -> None:
@@ -40,7 +43,7 @@ def _load(checkpoint: Optional[str], args: argparse.Namespace):
     return path, model
 
 
-def _write_run_info(args: argparse.Namespace, command: str, loaded: list) -> Path:
+def _write_run_info(args: argparse.Namespace, command: str, loaded: list[tuple[Path, "HookedAIR"]]) -> Path:
     """``<out>/<command>_run.json``: the checkpoints, forward dtype, threads and CPU behind the outputs."""
     import torch
 

@@ -286,8 +286,8 @@ def load_model(path: PathLike, device: Union[str, torch.device, None] = None, se
     model = model.to(device or "cpu").eval()
     if dtype is not None:
         apply_dtype(model, dtype)
-    elif slow_bf16_warning(model):
-        warnings.warn(f"{path}: {slow_bf16_warning(model)}", stacklevel=2)
+    elif warning := slow_bf16_warning(model):
+        warnings.warn(f"{path}: {warning}", stacklevel=2)
     return model
 
 

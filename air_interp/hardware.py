@@ -2,9 +2,9 @@
 
 The one place that decides precision. On CUDA a model runs in its checkpoint's dtype (bf16 for
 the paper's). On a CPU with native bf16 matrix instructions (AMX or AVX512-BF16, e.g. Intel
-Sapphire Rapids) it runs in bf16, which benchmarks/train_step.py measured at 7x the fp32 matmul
-throughput there. On any other CPU (e.g. AMD EPYC with AVX2 only) it runs in fp32: bf16 matmuls
-are emulated there and were 6-9x *slower* (docs/training.md). The decision is a pure function of
+Sapphire Rapids) it runs in bf16: benchmarks/train_step.py measured 5-6x the fp32 matmul
+throughput there, and training steps 2.3-2.5x as fast. On any other CPU (e.g. AMD EPYC with AVX2
+only) it runs in fp32: bf16 matmuls are emulated there and were 6-9x *slower* (docs/training.md). The decision is a pure function of
 (device type, CPU flags), :func:`preferred_dtype`, so it can be checked for any machine; the
 flags are read from ``/proc/cpuinfo``. Torch is imported lazily so command-line help stays quick.
 """
@@ -14,9 +14,12 @@ import os
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .errors import AirInterpError
+
+if TYPE_CHECKING:
+    from .model import HookedAIR
 
 DTYPE_CHOICES = ("auto", "float32", "bfloat16")
 NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -95,7 +98,7 @@ def dtype_note(requested: str, resolved: str, device_type: str, checkpoint_dtype
     return f"{resolved} ({reason})"
 
 
-def apply_dtype(model, requested: str) -> str:
+def apply_dtype(model: "HookedAIR", requested: str) -> str:
     """Set a loaded :class:`~air_interp.model.HookedAIR`'s forward dtype from ``requested``
     (``auto``, ``float32``, ``bfloat16``) for the device it is on; returns :func:`dtype_note`."""
     device_type, stored = model.device.type, model.cfg.forward_dtype
@@ -104,7 +107,7 @@ def apply_dtype(model, requested: str) -> str:
     return dtype_note(requested, resolved, device_type, stored)
 
 
-def slow_bf16_warning(model) -> Optional[str]:
+def slow_bf16_warning(model: "HookedAIR") -> Optional[str]:
     """A warning when ``model`` would run bf16 on a CPU without native bf16 matmuls, else None."""
     if model.cfg.forward_dtype != "bfloat16" or model.device.type != "cpu" or native_bf16(cpu_flags()):
         return None

@@ -169,7 +169,8 @@ class Attention(nn.Module):
 
 def _slow_fused_backward(q: torch.Tensor) -> bool:
     """True where the fused kernel's backward is slow: bf16 on a CPU, where PyTorch's flash
-    attention backward took 4x as long as the explicit form's (benchmarks/train_step.py)."""
+    attention backward took 4x as long as the explicit form's at the CPU training size
+    (docs/training.md, Speed)."""
     return q.dtype == torch.bfloat16 and q.device.type == "cpu" and q.requires_grad and torch.is_grad_enabled()
 
 

@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 import torch
 
+from flops import rollout_flops
+
 from air_interp import AIRConfig, HookedAIR
 from air_interp.data import load_dataset
 from air_interp.defaults import DEFAULT_DATASETS
@@ -111,6 +113,9 @@ def main() -> None:
         for name, job in jobs.items():
             times[name].append(timed(job))
     rates = {name: args.puzzles / statistics.median(seconds) for name, seconds in times.items()}
+    per_puzzle = rollout_flops(cfg, 1)
+    print(f"plain rollout: {per_puzzle / 1e9:.1f} GFLOP per puzzle (matmuls), "
+          f"{rates['rollout'] * per_puzzle / 1e9:.0f} GFLOP/s\n")
     print(f"| job | batched puzzles/s | vs rollout | one at a time puzzles/s | batched speed-up | peak RSS, "
           f"{args.memory_puzzles} puzzles |\n|---|---|---|---|---|---|")
     print(f"| plain rollout | {rates['rollout']:.2f} | 1.00 | - | - | - |")

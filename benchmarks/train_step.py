@@ -8,13 +8,12 @@ backward, AdamATan2 and sign-SGD) at the CPU scale (Lx_H, d=128, 2 layers, batch
 steps, Sudoku). Every (dtype, eager or compiled) trainer and the matmul reference of each dtype
 run interleaved, round by round, so a busy machine slows them alike; medians are reported.
 
-Model FLOPs per step (:func:`step_flops`; matmuls only, 2 FLOPs per multiply-add). One
-layer call at P positions costs ``2 P d (3d + d + 2i + i)`` in the qkv, output, gate/up and down
-projections (``i`` the SwiGLU inner size, 512 at d=128) plus ``4 P^2 d`` in attention (scores and
-the weighted sum over all heads). A training step runs the 6 sub-steps of the ACT segment and the
-6 of the Q-continue segment forward, and the backward of the two sub-steps with a gradient costs
-twice their forward; ``lm_head`` adds ``3 x 2 B L d V``. At the CPU scale (B=64, P=82 positions,
-d=128, i=512, 2 layers) that is 24 + 2 x 4 = 32 layer calls of 2.97 GFLOP: 95.1 GFLOP per step
+Model FLOPs per step (:func:`step_flops`, matmuls only, per layer call as in ``flops.py``:
+``2 B P d (3d + d + 2i + i) + 4 B P^2 d``). A training step runs the 6 sub-steps of the ACT
+segment and the 6 of the Q-continue segment forward, and the backward of the two sub-steps with a
+gradient costs twice their forward; ``lm_head`` adds ``3 x 2 B L d V``. At the CPU scale (B=64,
+P=82 positions, d=128, SwiGLU inner size i=512, 2 layers) that is 24 + 2 x 4 = 32 layer calls of
+2.97 GFLOP: 95.1 GFLOP per step
 (``--no-act-continue``, TRM's rule used by the shipped CPU runs, drops the Q-continue segment:
 12 + 8 = 20 layer calls, 59.5 GFLOP).
 
@@ -35,21 +34,12 @@ import torch
 import torch.nn.functional as F
 from air_interp.train.config import TrainConfig
 from air_interp.train.loop import Trainer
+from flops import layer_call_flops, lm_head_flops, projection_flops, projection_shapes
 
 from air_interp.config import AIRConfig
 from air_interp.hardware import machine_summary, set_threads
 
 DTYPES = ("float32", "bfloat16")
-
-
-def swiglu_inner(cfg: AIRConfig) -> int:
-    return -(round(cfg.expansion * cfg.d_model * 2 / 3) // -256) * 256
-
-
-def projection_shapes(cfg: AIRConfig) -> list[tuple[int, int]]:
-    """(in, out) of every projection of one block: qkv, output, gate/up, down."""
-    d, inner = cfg.d_model, swiglu_inner(cfg)
-    return [(d, 3 * d), (d, d), (d, 2 * inner), (inner, d)]
 
 
 def layer_calls(cfg: AIRConfig, q_continue: bool) -> tuple[int, int]:
@@ -61,14 +51,8 @@ def layer_calls(cfg: AIRConfig, q_continue: bool) -> tuple[int, int]:
 
 def step_flops(cfg: AIRConfig, batch: int, q_continue: bool) -> float:
     """Model FLOPs of one training step (see the module docstring)."""
-    positions = cfg.carry_len
-    rows = batch * positions
-    projections = sum(2 * rows * k * n for k, n in projection_shapes(cfg))
-    attention = 4 * batch * positions ** 2 * cfg.d_model
     forward, backward = layer_calls(cfg, q_continue)
-    calls = forward + 2 * backward
-    lm_head = 3 * 2 * batch * cfg.seq_len * cfg.d_model * cfg.vocab_size
-    return calls * (projections + attention) + lm_head
+    return (forward + 2 * backward) * layer_call_flops(cfg, batch) + 3 * lm_head_flops(cfg, batch)
 
 
 class MatmulReference:
@@ -80,8 +64,7 @@ class MatmulReference:
         self.tensors = [(torch.randn(rows, k, generator=gen).to(dtype), torch.randn(n, k, generator=gen).to(dtype),
                          torch.randn(rows, n, generator=gen).to(dtype)) for k, n in projection_shapes(cfg)]
         self.forward_calls, self.backward_calls = layer_calls(cfg, q_continue)
-        self.flops = sum(2 * rows * k * n for k, n in projection_shapes(cfg)) * (
-            self.forward_calls + 2 * self.backward_calls)
+        self.flops = projection_flops(cfg, batch) * (self.forward_calls + 2 * self.backward_calls)
 
     def seconds(self) -> float:
         """Time of the step's GEMMs: forward and backward sets timed once, weighted by their counts."""

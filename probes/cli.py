@@ -21,6 +21,9 @@ from air_interp.errors import AirInterpError
 if TYPE_CHECKING:  # the model module imports torch, which the parser must not
     from air_interp.model import HookedAIR
 
+if TYPE_CHECKING:
+    from air_interp.model import HookedAIR
+
 
 def _add_common(parser: argparse.ArgumentParser, puzzles: int = 64) -> None:
     parser.add_argument("--data", help="dataset directory (default: the shipped dataset of the model's task)")
@@ -63,7 +66,7 @@ def _load(checkpoint: Optional[str], args: argparse.Namespace):
     return path, model
 
 
-def _write_run_info(out: Path, args: argparse.Namespace, command: str, loaded: list) -> Path:
+def _write_run_info(out: Path, args: argparse.Namespace, command: str, loaded: list[tuple[Path, "HookedAIR"]]) -> Path:
     """``<out>/<command>_run.json``: the checkpoints, forward dtype, threads and CPU behind the outputs."""
     import torch
 

@@ -49,7 +49,10 @@ def test_default_checkpoint_reproduces_its_stored_test_accuracy_on_a_sample(name
 def test_committed_freeze_table_is_regenerated_from_the_default():
     manifest = json.loads((FIGURES / "manifest.json").read_text())
     puzzles = manifest["test_puzzles_per_model"]
-    model = load_model(CHECKPOINTS / "sudoku_Lx_H.safetensors")
+    # the dtype the figures were made in (manifests before it was recorded: the checkpoint's own)
+    dtype = next((entry["forward_dtype"] for entry in manifest["outputs"]
+                  if entry.get("model") == "sudoku_Lx_H" and "forward_dtype" in entry), None)
+    model = load_model(CHECKPOINTS / "sudoku_Lx_H.safetensors", dtype=dtype)
     split = load_dataset(default_dataset("sudoku")).split("test")
     _, per_puzzle = run_freeze([model], split.inputs[:puzzles], split.labels[:puzzles], progress=False)
     committed = pd.read_csv(FIGURES / "sudoku_Lx_H_freeze_table.csv")

@@ -145,10 +145,14 @@ def test_figures_command_writes_every_output_and_a_manifest(model, tmp_path):
     model.save(sweep / "a.safetensors")
     tiny_model("Lx_Hx", halt_max_steps=2).save(sweep / "b.safetensors")
     assert main(["figures", "--model", f"tiny={sweep / 'a.safetensors'}", "--sweep", str(sweep), "--puzzles", "2",
-                 "--sweep-puzzles", "3", "--out", str(tmp_path / "figs"), "--quiet"]) == 0
+                 "--sweep-puzzles", "3", "--out", str(tmp_path / "figs"), "--quiet", "--dtype", "bfloat16",
+                 "--threads", "1"]) == 0
     manifest = json.loads((tmp_path / "figs" / "manifest.json").read_text())
     files = {entry["file"] for entry in manifest["outputs"]}
     for name in ("tiny_decode.png", "tiny_freeze.pdf", "tiny_attention.png", "tiny_attention_table.tex",
                  "tiny_freeze_table.md", "injection_table.tex", "level_token_table.csv", "tiny_linear_probes.png",
                  "tiny_patching.csv"):
         assert name in files and (tmp_path / "figs" / name).stat().st_size > 0
+    assert {entry["forward_dtype"] for entry in manifest["outputs"] if "sha256" in entry} == {"bfloat16"}
+    assert manifest["dtype_requested"] == "bfloat16" and manifest["machine"]["threads"] == 1
+    assert set(pd.read_csv(tmp_path / "figs" / "sweep_accuracy.csv")["forward_dtype"]) == {"bfloat16"}

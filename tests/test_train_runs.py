@@ -238,10 +238,13 @@ def test_cli_train_resume_and_eval(shift_data, tmp_path, capsys):
     run_cli("train", "--preset", "L2x_Hx", "--data", str(shift_data), "--out", out, "--steps", "2", *TINY_CLI)
     run_cli("train", "--out", out, "--resume", "--steps", "4", "--no-progress")
     assert read_state(latest_checkpoint(Path(out)))["step"] == 4
-    run_cli("eval", out, "--data", str(shift_data), "--json", str(tmp_path / "eval.json"))
+    run_cli("eval", out, "--data", str(shift_data), "--json", str(tmp_path / "eval.json"), "--dtype", "bfloat16",
+            "--threads", "1")
     printed = capsys.readouterr().out
     assert "exact_accuracy" in printed and "exact accuracy by segment" in printed
-    assert json.loads((tmp_path / "eval.json").read_text())["count"] == 32
+    assert "forward dtype bfloat16 (as requested" in printed
+    results = json.loads((tmp_path / "eval.json").read_text())
+    assert results["count"] == 32 and results["forward_dtype"] == "bfloat16"
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -46,8 +46,8 @@ _HELP = {
                  "count); its variant and sizes must match this run's",
     "dtype": "forward dtype: auto = bfloat16 on CUDA and on a CPU with AMX or AVX512-BF16, float32 on other CPUs; "
              "the run config records the dtype it chose, and --resume keeps it",
-    "compile": "torch.compile the ACT step (default: on a CPU, where it is 1.6-1.8x as fast; it needs a C++ "
-               "compiler, else it warns and runs eagerly; off on CUDA)",
+    "compile": "torch.compile the ACT step (default: on a CPU, where steps were 1.4-1.7x as fast; it needs a "
+               "C++ compiler, else it warns and runs eagerly; off on CUDA)",
     "threads": "CPU threads (default: OMP_NUM_THREADS if set, else half the cores: the machine is shared)",
     "tensorboard": "also log to TensorBoard (needs the tensorboard package)",
     "wandb_project": "also log to Weights & Biases (needs the wandb package)",

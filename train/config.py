@@ -155,8 +155,8 @@ class TrainConfig:
         return resolve_dtype(self.dtype, device_type, "bfloat16")
 
     def compile_on(self, device_type: str) -> bool:
-        """``compile``; unset, it is on for a CPU, where benchmarks/train_step.py measured steps 1.6x
-        (bf16) to 1.8x (fp32) as fast compiled, and off on CUDA (not measured yet)."""
+        """``compile``; unset, it is on for a CPU, where benchmarks/train_step.py measured steps 1.4-1.6x
+        (fp32) and 1.7x (bf16) as fast compiled, and off on CUDA (not measured yet)."""
         return device_type == "cpu" if self.compile is None else self.compile
 
     def model_config(self, task: str, device_type: str = "cpu") -> AIRConfig:

@@ -21,9 +21,6 @@ from air_interp.errors import AirInterpError
 if TYPE_CHECKING:  # the model module imports torch, which the parser must not
     from air_interp.model import HookedAIR
 
-if TYPE_CHECKING:
-    from air_interp.model import HookedAIR
-
 
 def _add_common(parser: argparse.ArgumentParser, puzzles: int = 64) -> None:
     parser.add_argument("--data", help="dataset directory (default: the shipped dataset of the model's task)")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
+from .hardware import DTYPE_CHOICES
+
 DEVICE_HELP = "torch device: cpu, cuda, cuda:N or mps (default cpu)"
 
 
@@ -79,3 +81,11 @@ def run_device(text: str) -> str:
     """``auto`` (CUDA when available, else CPU) or a :func:`device`."""
     return text if text == "auto" else device(text)
 
+
+def add_compute_options(parser: argparse.ArgumentParser) -> None:
+    """``--dtype`` and ``--threads``, shared by every command that runs a model."""
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
+                        help="forward dtype (default auto: bfloat16 on a CPU with AMX or AVX512-BF16, float32 on "
+                             "other CPUs, the checkpoint's own on CUDA)")
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads (default: OMP_NUM_THREADS if set, else half the cores: the machine is shared)")

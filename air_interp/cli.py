@@ -12,16 +12,6 @@ from typing import Optional, Sequence
 
 from .arguments import Parser
 from .errors import AirInterpError
-from .hardware import DTYPE_CHOICES
-
-
-def add_compute_options(parser: argparse.ArgumentParser) -> None:
-    """``--dtype`` and ``--threads``, shared by every command that runs a model."""
-    parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
-                        help="forward dtype (default auto: bfloat16 on a CPU with AMX or AVX512-BF16, float32 on "
-                             "other CPUs, the checkpoint's own on CUDA)")
-    parser.add_argument("--threads", type=int,
-                        help="CPU threads (default: OMP_NUM_THREADS if set, else half the cores: the machine is shared)")
 
 
 def _convert(args: argparse.Namespace) -> None:

@@ -35,10 +35,11 @@ import torch
 from air_interp.hooks import Site
 from air_interp.errors import AirInterpError
 from air_interp.model import HookedAIR
+from air_interp.output import save_figure, styled
 from air_interp.tasks import AttentionSpec, Task, get_task
 
 from .lens import decode_state, puzzle_batch, stream
-from .render import draw_grid, save_figure, styled, token_legend
+from .render import draw_grid, token_legend
 
 PAPER_STEPS = (2, 4, 6, 8, 10, 12, 14, 15)
 

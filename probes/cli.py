@@ -13,8 +13,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from air_interp.arguments import DEVICE_HELP, device, fraction, non_negative_int, positive_int
-from air_interp.cli import add_compute_options
+from air_interp.arguments import DEVICE_HELP, add_compute_options, device, fraction, non_negative_int, positive_int
 from air_interp.config import AIRConfig
 from air_interp.errors import AirInterpError
 
@@ -112,7 +111,7 @@ def _report(written: list[Path]) -> None:
 
 def _decode(args: argparse.Namespace) -> None:
     from .decode import decode, plot_decode, render_rollout, summary, write_viewer
-    from .output import write_table
+    from air_interp.output import write_table
 
     out = _out_folder(args)
     path, model = _load(args.checkpoint, args)
@@ -156,7 +155,7 @@ def _freeze(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from .freeze import freeze_table, plot_freeze, run_freeze
-    from .output import write_table
+    from air_interp.output import write_table
 
     out = _out_folder(args)
     loaded = [_load(c, args) for c in (args.checkpoints or [None])]
@@ -179,7 +178,7 @@ def _freeze(args: argparse.Namespace) -> None:
 
 def _attention(args: argparse.Namespace) -> None:
     from .attention import AttentionOptions, attention_contrasts, plot_contrasts, plot_example, summarize
-    from .output import write_table
+    from air_interp.output import write_table
 
     out = _out_folder(args)
     path, model = _load(args.checkpoint, args)
@@ -216,7 +215,7 @@ def _attention(args: argparse.Namespace) -> None:
 
 def _linear_probe(args: argparse.Namespace) -> None:
     from .linear import TARGETS, collect, held_out_count, linear_probes, plot_linear_probes
-    from .output import write_table
+    from air_interp.output import write_table
 
     targets = [t.strip() for t in args.targets.split(",")]
     unknown = sorted(set(targets) - set(TARGETS))
@@ -244,7 +243,7 @@ def _linear_probe(args: argparse.Namespace) -> None:
 
 
 def _patch(args: argparse.Namespace) -> None:
-    from .output import write_table
+    from air_interp.output import write_table
     from .patching import patch, patch_summary, plot_patching
 
     out = _out_folder(args)
@@ -295,7 +294,7 @@ def _figures(args: argparse.Namespace) -> None:
 
 
 def _tables(args: argparse.Namespace) -> None:
-    from .output import write_table
+    from air_interp.output import write_table
     from .tables import accuracy_rows, find_checkpoints, injection_table, level_token_table
 
     from air_interp.hardware import set_threads
@@ -316,7 +315,7 @@ def _tables(args: argparse.Namespace) -> None:
 
 def _emergence(args: argparse.Namespace) -> None:
     from .emergence import emergence, plot_emergence
-    from .output import write_table
+    from air_interp.output import write_table
 
     out = _out_folder(args)
     table = emergence([Path(run) for run in args.runs], args.puzzles, Path(args.data) if args.data else None,

@@ -18,10 +18,11 @@ import matplotlib.pyplot as plt
 
 from air_interp.io import atomic_path
 from air_interp.model import HookedAIR
+from air_interp.output import save_figure, styled
 from air_interp.tasks import Task, get_task
 
 from .lens import STATES, StateTrace, trace_states
-from .render import draw_grid, save_figure, styled, token_legend
+from .render import draw_grid, token_legend
 
 
 @dataclass

@@ -35,13 +35,13 @@ from air_interp.data import load_dataset
 from air_interp.errors import AirInterpError
 from air_interp.io import atomic_path, sha256
 from air_interp.model import HookedAIR
+from air_interp.output import save_figure, styled
 from air_interp.tasks import get_task
 
 from .attention import attention_contrasts, metric_columns
 from .decode import decode
 from .freeze import FREEZE_CHOICES, run_freeze
 from .lens import STATES
-from .render import save_figure
 
 CACHE = "emergence.csv"
 EARLY_STEPS = 2  # ACT steps 0 and 1: where the paper shows z_L holding cells undecided
@@ -206,6 +206,7 @@ def _panel(ax: plt.Axes, table: pd.DataFrame, colours: dict[str, str], title: st
     ax.tick_params(labelsize=7)
 
 
+@styled
 def plot_emergence(table: pd.DataFrame, path: Path, title: str = "") -> list[Path]:
     """Six panels against training step, one colour per run: accuracy, undecided cells, content
     changes of z_L and z_H (normal vs the other state frozen), and locality / entropy contrasts

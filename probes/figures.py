@@ -37,7 +37,7 @@ from .emergence import CACHE as EMERGENCE_CACHE
 from .emergence import emergence, plot_emergence
 from .freeze import freeze_table, plot_freeze, run_freeze
 from .linear import collect, linear_probes, plot_linear_probes
-from .output import write_table
+from air_interp.output import write_table
 from .patching import patch, patch_summary, plot_patching
 from .tables import accuracy_rows, find_checkpoints, injection_table, level_token_table
 

@@ -31,7 +31,7 @@ from air_interp.model import HookedAIR
 from air_interp.tasks import Task, get_task
 
 from .lens import STATES, trace_states
-from .render import save_figure, styled
+from air_interp.output import save_figure, styled
 
 FREEZE_CHOICES = {"none": None, "zH": "z_H", "zL": "z_L"}
 COUNTS = ("changes", "mask_flips", "content_changes")

@@ -32,7 +32,7 @@ from air_interp.errors import AirInterpError
 from air_interp.model import HookedAIR
 
 from .lens import STATES, decode_state, step_end_sites, stream
-from .render import save_figure, styled
+from air_interp.output import save_figure, styled
 
 Target = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 TARGETS: dict[str, Target] = {

@@ -24,7 +24,7 @@ from air_interp.errors import AirInterpError
 from air_interp.model import HookedAIR
 
 from .lens import STATES, decode_state, puzzle_batch, step_end_sites, stream
-from .render import save_figure, styled
+from air_interp.output import save_figure, styled
 
 
 def next_puzzle(n: int) -> np.ndarray:

@@ -1,46 +1,26 @@
-"""Drawing token grids in the paper's visual vocabulary, for any task, and the house style of every figure.
+"""Drawing token grids in the paper's visual vocabulary, for any task.
 
 Colours come from the task's alphabet (the characters of its tokens), not from the task's name:
 PAD is grey, a Sudoku blank ``.`` is shaded, digits are printed, maze walls ``#`` are black, open
 cells white, start ``S`` green, goal ``G`` red, path ``o`` blue; :func:`token_legend` says so on the
-figure. Every figure function runs under :func:`styled`: fonts sized to stay legible when the PNG
-is shown at the README's width (about 900 pixels).
+figure. Saving and the house style are in :mod:`air_interp.output`.
 """
 from __future__ import annotations
 
-from functools import wraps
-from pathlib import Path
-from typing import Callable, Optional, Sequence, TypeVar
+from typing import Optional
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from air_interp.io import atomic_path  # noqa: E402
-from air_interp.tasks import Task  # noqa: E402
+from air_interp.tasks import Task
 
 PAD_COLOUR = "#9e9e9e"
 CHAR_COLOURS = {".": "#f6d98b", "#": "#1f1f1f", " ": "#ffffff", "S": "#2e9d4a", "G": "#d33c3c", "o": "#3f7fd9"}
 DIGIT_COLOUR = "#ffffff"
 WRONG_COLOUR = "#c62828"
 CHAR_NAMES = {".": "blank", "#": "wall", " ": "open", "S": "start", "G": "goal", "o": "path"}
-FORMATS = ("png", "pdf")
-STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8.5, "ytick.labelsize": 8.5,
-         "legend.fontsize": 8, "figure.titlesize": 10, "axes.unicode_minus": True}
-PlotFunction = TypeVar("PlotFunction", bound=Callable)
-
-
-def styled(plot: PlotFunction) -> PlotFunction:
-    """Run a figure function with the house style (without touching the caller's matplotlib settings)."""
-    @wraps(plot)
-    def run(*args, **kwargs):
-        with plt.rc_context(STYLE):
-            return plot(*args, **kwargs)
-    return run  # type: ignore[return-value]
 
 
 def token_colours(task: Task) -> list[str]:
@@ -93,15 +73,3 @@ def draw_grid(ax: plt.Axes, task: Task, tokens: np.ndarray, labels: Optional[np.
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title)
-
-
-def save_figure(fig: plt.Figure, path: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Save ``fig`` as ``path.<fmt>`` for every format (atomically) and close it."""
-    written = []
-    for fmt in formats:
-        target = Path(path).with_suffix(f".{fmt}")
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
-        written.append(target)
-    plt.close(fig)
-    return written

@@ -17,7 +17,7 @@ from air_interp.config import INJECTION_PRESETS, LEVEL_TOKEN_PRESETS
 from air_interp.data import load_dataset
 from air_interp.defaults import default_dataset
 from air_interp.errors import AirInterpError
-from air_interp.train.evaluate import evaluate
+from air_interp.evaluate import evaluate
 
 
 def find_checkpoints(directory: Path) -> list[Path]:

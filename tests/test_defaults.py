@@ -11,7 +11,7 @@ from air_interp.data import load_dataset
 from air_interp.defaults import CHECKPOINTS, DEFAULT_CHECKPOINT, REPO, default_dataset
 from air_interp.probes.figures import DEFAULT_MODELS
 from air_interp.probes.freeze import freeze_table, run_freeze
-from air_interp.train.evaluate import evaluate
+from air_interp.evaluate import evaluate
 
 FIGURES = REPO / "figures"
 

@@ -7,7 +7,7 @@ import torch
 from adam_atan2_pytorch import AdamAtan2
 from air_interp.train.config import TrainConfig
 from air_interp.train.data import GroupSampler
-from air_interp.train.evaluate import evaluate
+from air_interp.evaluate import evaluate
 from air_interp.train.loss import act_loss, stablemax_cross_entropy
 from air_interp.train.optim import EMA, SparseSignSGD, build_optimizers, lr_at
 from conftest import tiny_model

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from air_interp.arguments import Parser, non_negative_int, positive_int, run_device
-from air_interp.cli import add_compute_options
+from air_interp.arguments import Parser, add_compute_options, non_negative_int, positive_int, run_device
 from air_interp.config import PRESETS, AIRConfig, variant_fields
 from air_interp.errors import AirInterpError
 
@@ -174,7 +173,7 @@ def _run_eval(args: argparse.Namespace) -> None:
     from air_interp.hardware import apply_dtype, set_threads
     from air_interp.io import atomic_path, check_file_target
 
-    from .evaluate import evaluate
+    from air_interp.evaluate import evaluate
 
     if args.json:
         check_file_target(args.json, args.overwrite)

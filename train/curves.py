@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 from air_interp.arguments import Parser  # noqa: E402
 from air_interp.errors import AirInterpError  # noqa: E402
 from air_interp.io import check_file_target  # noqa: E402
-from air_interp.probes.render import FORMATS, save_figure, styled  # noqa: E402
+from air_interp.output import FORMATS, save_figure, styled  # noqa: E402
 
 
 def read_metrics(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

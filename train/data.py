@@ -8,9 +8,7 @@ needs nothing but the step, and rank r of a data-parallel run takes slice r of t
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from air_interp.data.dataset import Split
 
 
 class GroupSampler:
@@ -47,12 +45,3 @@ class GroupSampler:
             position += len(part)
             needed -= len(part)
         return np.concatenate(parts)
-
-
-def make_batch(split: Split, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
-    """The model's batch dict for ``rows`` (every dataset here has one puzzle identifier, 0)."""
-    return {
-        "inputs": torch.from_numpy(split.inputs[rows].astype(np.int64)).to(device),
-        "labels": torch.from_numpy(split.labels[rows].astype(np.int64)).to(device),
-        "puzzle_identifiers": torch.zeros(len(rows), dtype=torch.long, device=device),
-    }

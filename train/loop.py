@@ -27,6 +27,7 @@ from tqdm import tqdm
 from air_interp.checkpoints import checkpoint_file, load_model, save_model
 from air_interp.data.dataset import augment, load_dataset
 from air_interp.errors import AirInterpError
+from air_interp.evaluate import evaluate, make_batch
 from air_interp.hardware import set_threads
 from air_interp.io import atomic_path, check_writable_location, sha256
 from air_interp.model import ACTCarry, HookedAIR
@@ -34,8 +35,7 @@ from air_interp.model import ACTCarry, HookedAIR
 from .compiled import compiled_act_step
 from .checkpoint import latest_checkpoint, read_state, write_checkpoint
 from .config import TrainConfig
-from .data import GroupSampler, make_batch
-from .evaluate import evaluate
+from .data import GroupSampler
 from .loss import PER_EXAMPLE_METRICS, act_loss
 from .observe import MetricsLog
 from .optim import EMA, build_optimizers, lr_at

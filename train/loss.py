@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_LABEL = 0  # PAD: positions whose label is PAD are not supervised
+from air_interp.evaluate import IGNORE_LABEL
+
 
 
 def _stablemax_s(x: torch.Tensor) -> torch.Tensor:

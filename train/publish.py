@@ -26,10 +26,10 @@ from air_interp.data import load_dataset
 from air_interp.arguments import Parser, positive_int
 from air_interp.defaults import REPO
 from air_interp.errors import AirInterpError
+from air_interp.evaluate import evaluate
 from air_interp.io import atomic_path, check_file_target
 
 from .checkpoint import latest_checkpoint
-from .evaluate import evaluate
 
 SAMPLE = 200
 

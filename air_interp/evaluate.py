@@ -15,11 +15,19 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from air_interp.data.dataset import Split
-from air_interp.model import HookedAIR
+from .data.dataset import Split
+from .model import HookedAIR
 
-from .data import make_batch
-from .loss import IGNORE_LABEL
+IGNORE_LABEL = 0  # PAD: positions whose label is PAD are not supervised (nor scored)
+
+
+def make_batch(split: Split, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+    """The model's batch dict for ``rows`` (every dataset here has one puzzle identifier, 0)."""
+    return {
+        "inputs": torch.from_numpy(split.inputs[rows].astype(np.int64)).to(device),
+        "labels": torch.from_numpy(split.labels[rows].astype(np.int64)).to(device),
+        "puzzle_identifiers": torch.zeros(len(rows), dtype=torch.long, device=device),
+    }
 
 
 def _segment_stats(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -50,5 +50,12 @@ def random_batch(model: HookedAIR, size: int = 3, seed: int = 1) -> dict:
 
 
 @pytest.fixture
-def model() -> HookedAIR:
-    return tiny_model()
+def model(request) -> HookedAIR:
+    """A tiny randomised model; a test module may set ``MODEL_OVERRIDES`` (e.g. more ACT steps)."""
+    return tiny_model(**getattr(request.module, "MODEL_OVERRIDES", {}))
+
+
+@pytest.fixture(scope="module")
+def puzzles(request):
+    """(inputs, labels) of the first ``N_PUZZLES`` (a module attribute, default 5) shipped Sudoku test puzzles."""
+    return sudoku_test_puzzles(getattr(request.module, "N_PUZZLES", 5))

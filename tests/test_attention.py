@@ -11,19 +11,12 @@ from air_interp.probes.attention import (PAPER_STEPS, AttentionOptions, attentio
                                          summarize)
 from air_interp.probes.lens import decode_state
 from air_interp.tasks import get_task
-from conftest import sudoku_test_puzzles, tiny_model
 
 SUDOKU = get_task("sudoku")
 
 
-@pytest.fixture(scope="module")
-def puzzles():
-    return sudoku_test_puzzles(3)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model(halt_max_steps=3)
+N_PUZZLES = 3
+MODEL_OVERRIDES = dict(halt_max_steps=3)  # the conftest fixtures: 3 ACT steps
 
 
 def hand_pattern(model, local: bool) -> torch.Tensor:

@@ -11,17 +11,11 @@ from air_interp.probes.decode import decode, plot_decode, write_viewer
 from air_interp.probes.freeze import freeze, freeze_table, plot_freeze
 from air_interp.probes.tables import find_checkpoints, injection_table
 from air_interp.tasks import get_task
-from conftest import sudoku_test_puzzles, tiny_model
+from conftest import tiny_model
 
 
-@pytest.fixture(scope="module")
-def puzzles():
-    return sudoku_test_puzzles(5)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model(halt_max_steps=3)
+N_PUZZLES = 5
+MODEL_OVERRIDES = dict(halt_max_steps=3)  # the conftest fixtures: 3 ACT steps
 
 
 def test_decoded_states_equal_lm_head_argmax_by_hand(model, puzzles):

@@ -8,17 +8,10 @@ from air_interp.cli import main
 from air_interp.errors import AirInterpError
 from air_interp.probes.linear import ProbeData, ProbeSite, collect, fit_probe, linear_probes, open_cells, plot_linear_probes
 from air_interp.probes.patching import next_puzzle, patch, patch_summary, plot_patching
-from conftest import sudoku_test_puzzles, tiny_model
 
 
-@pytest.fixture(scope="module")
-def puzzles():
-    return sudoku_test_puzzles(6)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return tiny_model(halt_max_steps=3)
+N_PUZZLES = 6
+MODEL_OVERRIDES = dict(halt_max_steps=3)  # the conftest fixtures: 3 ACT steps
 
 
 def final_decode(model, inputs, hooks=()):

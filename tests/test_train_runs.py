@@ -337,7 +337,7 @@ def test_cli_resume_cannot_change_the_model(shift_data, tmp_path):
 
 def test_publish_writes_model_card_log_and_a_loadable_model(shift_data, tmp_path):
     from air_interp.data import load_dataset
-    from air_interp.train.evaluate import evaluate
+    from air_interp.evaluate import evaluate
     from air_interp.train.curves import plot_curves, read_metrics
     from air_interp.train.publish import publish
 

@@ -157,6 +157,7 @@ def test_summary_statistics_against_numpy():
     assert row["boot_ci_low"] < row["mean"] < row["boot_ci_high"]
 
 
+@pytest.mark.slow
 def test_attention_cli_end_to_end(model, tmp_path, capsys):
     checkpoint = tmp_path / "tiny.safetensors"
     model.save(checkpoint)

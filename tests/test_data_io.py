@@ -206,6 +206,7 @@ def test_shipped_datasets(name, task, train, test):
     assert data.manifest["source"]["kind"] == "generated"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sudoku-easy50", "sudoku-easy34", "maze-8-unique"])
 def test_default_models_data_is_regenerated_bit_exactly_by_the_committed_command(tmp_path, name):
     line = next(l for l in (REPO / "data" / "regenerate.sh").read_text().splitlines()

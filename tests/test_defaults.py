@@ -28,6 +28,7 @@ def test_every_default_model_has_a_checkpoint_card_and_log():
         assert (CHECKPOINTS / "logs" / name / "metrics.jsonl").stat().st_size > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", DEFAULT_MODELS)
 def test_default_checkpoint_reproduces_its_stored_test_accuracy_on_a_sample(name):
     stored = card(name)
@@ -46,6 +47,7 @@ def test_default_checkpoint_reproduces_its_stored_test_accuracy_on_a_sample(name
     assert result["halted_exact_accuracy"] == result["exact_accuracy"]
 
 
+@pytest.mark.slow
 def test_committed_freeze_table_is_regenerated_from_the_default():
     manifest = json.loads((FIGURES / "manifest.json").read_text())
     puzzles = manifest["test_puzzles_per_model"]

@@ -122,6 +122,7 @@ def attention_cli(checkpoint, out, *extra: str) -> pd.DataFrame:
     return pd.read_csv(out / "attention_rows.csv")
 
 
+@pytest.mark.slow
 def test_attention_on_a_public_bf16_checkpoint_runs_fp32_without_native_bf16(
         tmp_path, monkeypatch, capsys, public_bf16_checkpoint):
     fake_cpuinfo(tmp_path, monkeypatch, EPYC_ZEN3)

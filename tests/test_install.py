@@ -59,6 +59,7 @@ def test_wheel_ships_the_sudoku_default_and_its_data_and_nothing_big_besides(whe
     assert wheel.stat().st_size < 5e6
 
 
+@pytest.mark.slow
 def test_installed_decode_runs_from_another_folder_and_writes_nothing(wheel, tmp_path):
     site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -93,6 +93,7 @@ def test_a_dataset_is_replaced_only_with_overwrite_and_other_folders_never(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
 
 
+@pytest.mark.slow
 def test_probe_overwrite_replaces_its_own_files_only(tmp_path, capsys):
     checkpoint = tmp_path / "tiny.safetensors"
     tiny_model(halt_max_steps=2).save(str(checkpoint))
@@ -106,6 +107,7 @@ def test_probe_overwrite_replaces_its_own_files_only(tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "the user's" and (out / "decode_table.csv").is_file()
 
 
+@pytest.mark.slow
 def test_figures_folder_is_swapped_whole_and_its_manifest_lists_exactly_its_files(tmp_path, monkeypatch):
     checkpoint = tmp_path / "tiny.safetensors"
     tiny_model(halt_max_steps=2).save(str(checkpoint))

@@ -133,6 +133,7 @@ def test_injection_table_is_mean_and_std_over_seeds():
     assert list(table.index) == ["Lx_H", "Lx_Hx"]
 
 
+@pytest.mark.slow
 def test_figures_command_writes_every_output_and_a_manifest(model, tmp_path):
     sweep = tmp_path / "sweep"
     sweep.mkdir()

@@ -1,11 +1,14 @@
 """Every Python block of the README runs, in order, in one namespace (as a reader would paste them)."""
 import re
 
+import pytest
+
 from air_interp.defaults import REPO
 
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
+@pytest.mark.slow
 def test_every_python_block_of_the_readme_runs(tmp_path, monkeypatch):
     blocks = PYTHON_BLOCK.findall((REPO / "README.md").read_text())
     assert len(blocks) >= 4

@@ -120,6 +120,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_gloo_equals_one_process_on_the_whole_batch(shift_data, tmp_path):
     model = dict(d_model=32, n_heads=2, n_layers=1, halt_max_steps=3, halt_exploration_prob=0.0)
     cfg = tiny_recipe(shift_data, steps=3, global_batch_size=16, model=model, eval_batch_size=16)
@@ -212,6 +213,7 @@ def test_every_preset_trains_one_step(shift_data, tmp_path, preset):
     assert load_model(str(tmp_path / preset / "latest" / "model.safetensors")).cfg.variant == preset
 
 
+@pytest.mark.slow
 def test_trains_on_shipped_sudoku_with_augmentation(tmp_path):
     cfg = tiny_recipe(REPO / "data" / "sudoku-hard", steps=2, augmentations=2, no_act_continue=True,
                       eval_batch_size=500)
@@ -364,6 +366,7 @@ def test_publish_writes_model_card_log_and_a_loadable_model(shift_data, tmp_path
         publish(tmp_path / "run", "x", out=tmp_path / "ckpts")
 
 
+@pytest.mark.slow
 def test_sweep_trains_every_preset_and_seed_resumes_and_feeds_the_tables(shift_data, tmp_path, capsys):
     from air_interp.probes.tables import accuracy_rows, find_checkpoints, injection_table
 

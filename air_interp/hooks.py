@@ -8,11 +8,14 @@ sub-step by name. Every point carries its :class:`Site` as data.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import nn
 from transformer_lens.hook_points import HookPoint
+
+# What TransformerLens's ``model.hooks(fwd_hooks=...)`` takes: (name or name filter, hook function) pairs.
+FwdHooks = list[tuple[Union[str, Callable[..., Any]], Callable[..., Any]]]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import math
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping, Optional, Union, cast
 
 import numpy as np
 import torch
@@ -56,6 +56,9 @@ class ACTCarry:
 class HookedAIR(HookedRootModule):
     """A shared-weight recurrent Transformer (AIR) or the two-network HRM baseline, fully hooked."""
 
+    H_init: torch.Tensor  # buffers (register_buffer in __init__)
+    L_init: torch.Tensor
+
     def __init__(self, cfg: AIRConfig) -> None:
         super().__init__()
         cfg.validate()
@@ -70,6 +73,7 @@ class HookedAIR(HookedRootModule):
         self.q_head = CastedLinear(d, 2, bias=True)
         with torch.no_grad():
             self.q_head.weight.zero_()
+            assert self.q_head.bias is not None
             self.q_head.bias.fill_(-5)
         self.register_buffer("H_init", trunc_normal_(torch.empty(d), 1.0))
         self.register_buffer("L_init", trunc_normal_(torch.empty(d), 1.0))
@@ -181,6 +185,7 @@ class HookedAIR(HookedRootModule):
                 return z_self, z_other - x
             if cfg.operator == "hadamard":
                 return z_self, (z_other + z_self) * x
+            assert gx is not None  # computed by _segment for the linear and nonlinear operators
             return z_self, z_other + gx
         x_on_self, x_on_other = _injection_split(kind, cfg.n_L if kind == "L" else cfg.n_H)
         hidden = z_self if x_on_self == 0 else z_self + x_on_self * x
@@ -221,7 +226,7 @@ class HookedAIR(HookedRootModule):
         rope = self._rope(z_H.shape[1] + int(cfg.level_token == "prepend_strip"))
         first_with_grad = 0 if full_grad else cfg.sub_steps - 2
         for sub, kind in enumerate(cfg.schedule):
-            sub_hooks = None if hooks is None else hooks.sub[sub]
+            sub_hooks = None if hooks is None else cast(SubStepHooks, hooks.sub[sub])
             with nullcontext() if sub >= first_with_grad else torch.no_grad():
                 if kind == "L":
                     z_L = self._update("L", z_L, z_H, x, gx, rope, sub_hooks)
@@ -254,7 +259,7 @@ class HookedAIR(HookedRootModule):
         z_H, z_L = self.initial_state(inputs.shape[0])
         z_H, z_L = self.hook_z_H_init(z_H), self.hook_z_L_init(z_L)
         q = None
-        for step_hooks in self.step:
+        for step_hooks in cast(Iterable[StepHooks], self.step):
             if not full_grad:  # the carry between segments holds no gradient, as in training
                 z_H, z_L = z_H.detach(), z_L.detach()
             z_H, z_L = self._segment(z_H, z_L, x, step_hooks, full_grad)
@@ -262,6 +267,7 @@ class HookedAIR(HookedRootModule):
         logits = self._token_logits(z_H).float()
         if return_type == "logits":
             return logits
+        assert q is not None  # halt_max_steps >= 1 (cfg.validate)
         return RolloutOutput(logits, q[:, 0], q[:, 1], z_H, z_L)
 
     # ---- ACT wrapper (training) -------------------------------------------------------------
@@ -344,7 +350,7 @@ class HookedAIR(HookedRootModule):
         """
         names = [n for n in self.hook_names(pattern) if n.endswith("hook_pattern")]
         for name in names:
-            self.hook_dict[name].exposed = exposed
+            cast(SiteHookPoint, self.hook_dict[name]).exposed = exposed
         return len(names)
 
     def run_with_cache(self, *model_args: Any, names_filter: Any = None, **kwargs: Any):

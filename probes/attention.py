@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from air_interp.hooks import Site
+from air_interp.hooks import FwdHooks, Site
 from air_interp.errors import AirInterpError
 from air_interp.model import HookedAIR
 from air_interp.output import save_figure, styled
@@ -113,12 +113,14 @@ class _Collector:
         self.seq_len = seq_len
         self.store: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self.rows: list[pd.DataFrame] = []
-        self.inputs = self.labels = None
+        self.inputs: Optional[np.ndarray] = None  # the current batch's, set before each forward
+        self.labels: Optional[np.ndarray] = None
         self.offset = 0
 
-    def hooks(self) -> list:
+    def hooks(self) -> FwdHooks:
         l_sub, h_sub = first_sub_steps(self.model)
-        hooks = []
+        hooks: FwdHooks = []
+        assert self.options.steps is not None  # attention_contrasts resolves them
         for step in self.options.steps:
             for kind, sub in (("L", l_sub), ("H", h_sub)):
                 for layer in self.layers:
@@ -156,6 +158,7 @@ class _Collector:
             scope = scope * self.class_mask[None].float()
         columns["d_viol"] = (p_L * scope).sum(-1) - (p_H * scope).sum(-1)
         adjacent = (self.class_mask[None] & violated[:, None, :]).any(-1)
+        assert self.inputs is not None and self.labels is not None
         queries = torch.as_tensor(self.task.attention_queries(self.inputs, self.labels))
         puzzle, query = torch.nonzero(queries, as_tuple=True)
         return pd.DataFrame({

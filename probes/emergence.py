@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -42,6 +42,9 @@ from .attention import attention_contrasts, metric_columns
 from .decode import decode
 from .freeze import FREEZE_CHOICES, run_freeze
 from .lens import STATES
+
+if TYPE_CHECKING:
+    from matplotlib.typing import ColorType
 
 CACHE = "emergence.csv"
 EARLY_STEPS = 2  # ACT steps 0 and 1: where the paper shows z_L holding cells undecided
@@ -190,7 +193,7 @@ def _select(table: pd.DataFrame, metric: str, **where) -> pd.DataFrame:
     return rows.sort_values("train_step")
 
 
-def _panel(ax: plt.Axes, table: pd.DataFrame, colours: dict[str, str], title: str, ylabel: str,
+def _panel(ax: plt.Axes, table: pd.DataFrame, colours: Mapping[str, ColorType], title: str, ylabel: str,
            lines: Sequence[tuple[str, str, dict]]) -> None:
     """Per run (colour) one line per ``(label, linestyle, selection)``."""
     for run, colour in colours.items():

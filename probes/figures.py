@@ -18,7 +18,7 @@ import json
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import pandas as pd
 import torch
@@ -131,7 +131,8 @@ def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optio
     out = check_figures_target(Path(out), overwrite)
     models = models or default_models(DEFAULT_MODELS)
     with atomic_path(out, directory=True) as folder:
-        outputs, tables, tasks = [], {}, {}
+        outputs: list[dict[str, Any]] = []
+        tables, tasks = {}, {}
         for name, path in models.items():
             weights = checkpoint_file(path)
             model = load_model(weights, dtype=dtype)

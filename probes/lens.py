@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from air_interp.errors import AirInterpError
-from air_interp.hooks import Site
+from air_interp.hooks import FwdHooks, Site
 from air_interp.model import HookedAIR
 
 STATES = ("z_H", "z_L")
@@ -98,7 +98,7 @@ def trace_states(model: HookedAIR, inputs: np.ndarray, states: Sequence[str] = S
         )
         for state in states
     }
-    hooks = []
+    hooks: FwdHooks = []
     if freeze is not None:
         hooks += [(name, _hold_previous) for _, name in update_sites(model, freeze)]
     current: dict[str, slice] = {}

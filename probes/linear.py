@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from air_interp.errors import AirInterpError
+from air_interp.hooks import FwdHooks
 from air_interp.model import HookedAIR
 
 from .lens import STATES, decode_state, step_end_sites, stream
@@ -90,7 +91,7 @@ def collect(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, states: Se
             site.lens[cells] = decode_state(model, z)[keep].cpu().numpy()
         return record
 
-    hooks = [(site.name, recorder(site)) for site in sites]
+    hooks: FwdHooks = [(site.name, recorder(site)) for site in sites]
     with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
         for rows, batch in stream(model, inputs, batch_size, "probe states", progress, puzzle_identifiers):
             current["rows"] = rows

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from air_interp.errors import AirInterpError
+from air_interp.hooks import FwdHooks
 from air_interp.model import HookedAIR
 
 from .lens import STATES, decode_state, puzzle_batch, step_end_sites, stream
@@ -32,7 +33,7 @@ def next_puzzle(n: int) -> np.ndarray:
     return (np.arange(n) + 1) % n
 
 
-def _final(model: HookedAIR, batch: dict[str, torch.Tensor], hooks: list) -> torch.Tensor:
+def _final(model: HookedAIR, batch: dict[str, torch.Tensor], hooks: FwdHooks) -> torch.Tensor:
     with model.hooks(fwd_hooks=hooks):
         return decode_state(model, model(batch, return_type="all").z_H)
 
@@ -66,16 +67,16 @@ def patch(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, sources: Opt
 
 def _pair_rows(final: torch.Tensor, clean: torch.Tensor, batch: slice, state: str, step: int,
                labels: np.ndarray, sources: np.ndarray) -> pd.DataFrame:
-    final, clean = final.cpu().numpy(), clean.cpu().numpy()
+    final_tokens, clean_tokens = final.cpu().numpy(), clean.cpu().numpy()
     own, other = labels[batch], labels[sources[batch]]
     differ = own != other
     count = np.maximum(differ.sum(-1), 1)
     return pd.DataFrame({
         "puzzle": np.arange(batch.start, batch.stop), "source": sources[batch], "state": state, "step": step,
-        "follows_source": ((final == other) & differ).sum(-1) / count,
-        "follows_target": ((final == own) & differ).sum(-1) / count,
-        "target_exact": (final == own).all(-1),
-        "changed": (final != clean).sum(-1),
+        "follows_source": ((final_tokens == other) & differ).sum(-1) / count,
+        "follows_target": ((final_tokens == own) & differ).sum(-1) / count,
+        "target_exact": (final_tokens == own).all(-1),
+        "changed": (final_tokens != clean_tokens).sum(-1),
         "differing_cells": differ.sum(-1),
     })
 

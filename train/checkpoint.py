@@ -86,7 +86,9 @@ def prune(run_dir: Path, keep: int, keep_models_every: int | None = None) -> Non
     for old in steps[:-keep]:
         if old == latest:
             continue
-        step = int(_STEP_DIR.fullmatch(old.name).group(1))
+        match = _STEP_DIR.fullmatch(old.name)
+        assert match is not None  # steps holds only names that match
+        step = int(match.group(1))
         if keep_models_every and step % keep_models_every == 0:
             (old / STATE_FILE).unlink(missing_ok=True)
         else:

@@ -123,7 +123,8 @@ class Trainer:
         self.total_steps = cfg.total_steps(self.sampler.n_groups)
         self.eval_every = cfg.eval_period(self.sampler.n_groups)
         self.checkpoint_every = cfg.checkpoint_every or self.eval_every
-        self.step, self.lr, self.carry = 0, 0.0, None
+        self.step, self.lr = 0, 0.0
+        self.carry: ACTCarry | None = None
         self._act_step = compiled_act_step(self.model) if cfg.compile else self.model.act_step
         if checkpoint is not None:
             self._restore(checkpoint)
@@ -305,7 +306,7 @@ class Trainer:
         """Checkpoint this step (rank 0 writes; every process contributes its carry and RNG)."""
         mine = {"carry": _carry_state(self.carry), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(self.dist.device) if self.dist.device.type == "cuda" else None}
-        ranks = [mine]
+        ranks: list[Any] | None = [mine]
         if self.dist.world_size > 1:
             ranks = [None] * self.dist.world_size if self.dist.is_main else None
             dist.gather_object(mine, ranks, dst=0)

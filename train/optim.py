@@ -29,7 +29,7 @@ class SparseSignSGD(Optimizer):
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay))
 
     @torch.no_grad()
-    def step(self, closure=None, rows: torch.Tensor | None = None):  # type: ignore[override]
+    def step(self, closure=None, rows: torch.Tensor | None = None):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:

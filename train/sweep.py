@@ -72,7 +72,9 @@ def run_sweep(runs: Sequence[SweepRun], train_args: Sequence[str], jobs: int = 1
     each run's exit code (0 = finished)."""
     if jobs < 1:
         raise AirInterpError("--jobs must be >= 1")
-    waiting, running, codes = list(runs), {}, {}
+    waiting = list(runs)
+    running: dict[SweepRun, subprocess.Popen[bytes]] = {}
+    codes: dict[SweepRun, int] = {}
     while waiting or running:
         while waiting and len(running) < jobs:
             run = waiting.pop(0)

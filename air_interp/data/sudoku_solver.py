@@ -16,7 +16,7 @@ from air_interp.tasks.sudoku import UNITS
 
 ALL = 0x1FF
 POPCOUNT = np.array([bin(m).count("1") for m in range(512)], dtype=np.int8)
-PEERS = np.array([sorted(set(UNITS[(c == UNITS).any(axis=1)].reshape(-1)) - {c}) for c in range(81)], dtype=np.int64)
+PEERS = np.array([sorted(set(UNITS[(UNITS == c).any(axis=1)].reshape(-1)) - {c}) for c in range(81)], dtype=np.int64)
 LINES = UNITS[:18].astype(np.int64)
 BOXES = UNITS[18:].astype(np.int64)
 BOX_OF = np.array([(c // 27) * 3 + (c % 9) // 3 for c in range(81)], dtype=np.int64)

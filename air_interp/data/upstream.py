@@ -189,7 +189,7 @@ def _write_processed_split(split: Split, task: Task, split_dir: Path) -> None:
     split_dir.mkdir()
     n = len(split)
     _, group_starts = np.unique(split.groups, return_index=True)
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "inputs": split.inputs.astype(np.uint8),
         "labels": split.labels.astype(np.uint8),
         "puzzle_identifiers": np.zeros(n, dtype=np.int32),

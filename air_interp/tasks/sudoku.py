@@ -19,7 +19,7 @@ def _units() -> np.ndarray:
 
 
 UNITS = _units()
-CELL_UNITS = np.stack([np.flatnonzero((cell == UNITS).any(axis=1)) for cell in range(81)])  # (81, 3)
+CELL_UNITS = np.stack([np.flatnonzero((UNITS == cell).any(axis=1)) for cell in range(81)])  # (81, 3)
 
 
 @dataclass(frozen=True)

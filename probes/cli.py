@@ -317,9 +317,12 @@ def _emergence(args: argparse.Namespace) -> None:
     from .emergence import emergence, plot_emergence
     from air_interp.output import write_table
 
+    from air_interp.hardware import set_threads
+
     out = _out_folder(args)
+    set_threads(args.threads)
     table = emergence([Path(run) for run in args.runs], args.puzzles, Path(args.data) if args.data else None,
-                      args.batch_size, not args.quiet)
+                      args.batch_size, not args.quiet, args.dtype)
     shown = table[(table["metric"] == "early_undecided_cells") | (table["metric"] == "exact")
                   & (table["act_step"] == table["act_step"].max())]
     print(shown.pivot_table(index=["run", "train_step"], columns=["metric", "state"], values="value")

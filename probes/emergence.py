@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 CACHE = "emergence.csv"
 EARLY_STEPS = 2  # ACT steps 0 and 1: where the paper shows z_L holding cells undecided
-KEY = ["train_step", "sha256", "data", "puzzles"]
+KEY = ["train_step", "sha256", "data", "puzzles", "forward_dtype"]
 COLUMNS = ["metric", "state", "setting", "act_step", "layer", "value"]
 
 
@@ -129,10 +129,12 @@ def run_dataset(run: Path) -> Path:
 
 
 def read_cache(run: Path) -> pd.DataFrame:
+    """The run's cached measurements (none when there is no cache, or one of an older layout)."""
     path = run / CACHE
-    if not path.is_file():
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""]) if path.is_file() else None
+    if table is None or set(KEY + COLUMNS) - set(table.columns):
         return pd.DataFrame(columns=KEY + COLUMNS)
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return table
 
 
 def _write_cache(run: Path, table: pd.DataFrame) -> None:
@@ -144,8 +146,9 @@ def _write_cache(run: Path, table: pd.DataFrame) -> None:
 
 
 def run_emergence(run: Path, puzzles: int = 64, data: Optional[Path] = None, batch_size: int = 64,
-                  progress: bool = True) -> pd.DataFrame:
-    """The emergence table of one run: cached rows, plus every checkpoint not measured yet."""
+                  progress: bool = True, dtype: Optional[str] = None) -> pd.DataFrame:
+    """The emergence table of one run: cached rows, plus every checkpoint not measured yet (in the
+    forward ``dtype``: ``auto``, ``float32``, ``bfloat16``; None: each checkpoint's own)."""
     run = Path(run)
     if not run.is_dir():
         raise AirInterpError(f"{run}: no such training run directory")
@@ -159,13 +162,14 @@ def run_emergence(run: Path, puzzles: int = 64, data: Optional[Path] = None, bat
     split = load_dataset(dataset).split("test")
     inputs, labels = split.inputs[:puzzles], split.labels[:puzzles]
     for step, model_file in checkpoints:
-        key = {"train_step": step, "sha256": sha256(model_file), "data": str(dataset), "puzzles": len(inputs)}
-        if (table[KEY] == pd.Series(key)).all(axis=1).any():
-            continue
         try:
-            model = load_model(model_file)
+            model = load_model(model_file, dtype=dtype)
         except AirInterpError as err:  # pruned by the trainer while we looked
             warnings.warn(f"skipping {model_file}: {err}")
+            continue
+        key = {"train_step": step, "sha256": sha256(model_file), "data": str(dataset), "puzzles": len(inputs),
+               "forward_dtype": model.cfg.forward_dtype}
+        if (table[KEY] == pd.Series(key)).all(axis=1).any():
             continue
         measured = checkpoint_metrics(model, inputs, labels, batch_size, progress).assign(**key)[KEY + COLUMNS]
         others = table[table["train_step"] != step]
@@ -176,12 +180,12 @@ def run_emergence(run: Path, puzzles: int = 64, data: Optional[Path] = None, bat
 
 
 def emergence(runs: Sequence[Path], puzzles: int = 64, data: Optional[Path] = None, batch_size: int = 64,
-              progress: bool = True) -> pd.DataFrame:
+              progress: bool = True, dtype: Optional[str] = None) -> pd.DataFrame:
     """The emergence tables of several runs, side by side (a ``run`` column: the directory's name)."""
     names = [Path(run).resolve().name for run in runs]
     if len(set(names)) < len(names):
         raise AirInterpError(f"runs must have different directory names, got {names}")
-    tables = [run_emergence(Path(run), puzzles, data, batch_size, progress).assign(run=name)
+    tables = [run_emergence(Path(run), puzzles, data, batch_size, progress, dtype).assign(run=name)
               for run, name in zip(runs, names)]
     return pd.concat(tables, ignore_index=True)[["run", *KEY, *COLUMNS]]
 

@@ -55,7 +55,7 @@ def run(probe: str, model: HookedAIR, inputs, labels, batch_size: int, layers=No
     if probe == "decode":
         decode(model, inputs, labels, batch_size=batch_size, progress=False)
     elif probe == "freeze":
-        freeze(model, inputs, labels, "zH", batch_size=batch_size, progress=False)
+        freeze(model, inputs, labels, "z_H", batch_size=batch_size, progress=False)
     else:
         attention_contrasts(model, inputs, labels, AttentionOptions(layers=layers), batch_size=batch_size, progress=False)
 

@@ -51,14 +51,14 @@ def freeze_claims(name: str, table: pd.DataFrame, task: str = "sudoku") -> list[
                    f"{flips:.1f} ± {flips_sem:.1f}", HOLDS if flips > 2 * flips_sem else
                    (FAILS if flips == 0 else UNCLEAR))]
     directions = get_task(task).paper_freeze_directions
-    for frozen, observed in (("zH", "z_L"), ("zL", "z_H")):
+    for frozen, observed in (("z_H", "z_L"), ("z_L", "z_H")):
         if frozen not in rows.index:
             continue
         sign = directions[frozen]
         column = f"{observed}_content_changes"
         before, after = normal[f"{column}_mean"], rows.loc[frozen, f"{column}_mean"]
         sem = (normal[f"{column}_sem"] ** 2 + rows.loc[frozen, f"{column}_sem"] ** 2) ** 0.5
-        claims.append(_row(f"freezing z_{frozen[1]} gives {'more' if sign > 0 else 'fewer'} {observed} content changes",
+        claims.append(_row(f"freezing {frozen} gives {'more' if sign > 0 else 'fewer'} {observed} content changes",
                            name, f"{before:.1f} -> {after:.1f}", _compare(after - before, sem, sign)))
     frozen_exact = rows.drop(index="none")["exact_mean"]
     claims.append(_row("a frozen state leaves nothing solved (0% exact)", name,

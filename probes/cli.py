@@ -161,7 +161,8 @@ def _freeze(args: argparse.Namespace) -> None:
     loaded = [_load(c, args) for c in (args.checkpoints or [None])]
     _same_configuration(loaded)
     inputs, labels = _puzzles(args, loaded[0][1].cfg.task)
-    states = ["none"] if args.state == "none" else ["none", args.state]
+    frozen = {"zH": "z_H", "zL": "z_L"}.get(args.state)  # the command line's spelling of the state
+    states = ["none"] if frozen is None else ["none", frozen]
     updates, puzzles = run_freeze([m for _, m in loaded], inputs, labels, states, args.batch_size, not args.quiet,
                                   count_from=args.count_from)
     table = freeze_table(puzzles)

@@ -40,7 +40,7 @@ from air_interp.tasks import get_task
 
 from .attention import attention_contrasts, metric_columns
 from .decode import decode
-from .freeze import FREEZE_CHOICES, run_freeze
+from .freeze import run_freeze
 from .lens import STATES
 
 if TYPE_CHECKING:
@@ -88,9 +88,9 @@ def freeze_metrics(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, bat
     _, per_puzzle = run_freeze([model], inputs, labels, batch_size=batch_size, progress=progress)
     rows = []
     for freeze, group in per_puzzle.groupby("freeze", sort=False):
-        setting = "normal" if freeze == "none" else f"{FREEZE_CHOICES[freeze]} frozen"
+        setting = "normal" if freeze == "none" else f"{freeze} frozen"
         for state in STATES:
-            if state == FREEZE_CHOICES[freeze]:
+            if state == freeze:
                 continue
             for count in ("content_changes", "mask_flips"):
                 rows.append(_row(count, group[f"{state}_{count}"].mean(), state, setting))

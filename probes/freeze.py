@@ -33,7 +33,7 @@ from air_interp.tasks import Task, get_task
 from .lens import STATES, trace_states
 from air_interp.output import save_figure, styled
 
-FREEZE_CHOICES = {"none": None, "zH": "z_H", "zL": "z_L"}
+FREEZE_SETTINGS = ("none", *STATES)  # nothing frozen, or the state held at its reset value
 COUNTS = ("changes", "mask_flips", "content_changes")
 COUNT_STARTS = ("published", "reset", "first_update")
 
@@ -55,18 +55,18 @@ def change_counts(tokens: np.ndarray, task: Task) -> dict[str, np.ndarray]:
     return {"changes": changed.sum(-1), "mask_flips": flips.sum(-1), "content_changes": (changed & ~flips).sum(-1)}
 
 
-def freeze(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray], state: str = "zH",
+def freeze(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray], state: str = "z_H",
            batch_size: int = 64, progress: bool = True, count_from: str = "published",
            puzzle_identifiers: Optional[np.ndarray] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run rollouts with ``state`` ("zH", "zL" or "none") frozen; counts start as ``count_from`` says.
+    """Run rollouts with ``state`` ("z_H", "z_L" or "none") frozen; counts start as ``count_from`` says.
 
     Returns ``(updates, puzzles)``: a tidy table with one row per puzzle x observed state x update
     (counts against the previous update), and one row per puzzle with the totals per observed state
     and the final exact accuracy from z_H.
     """
-    if state not in FREEZE_CHOICES:
-        raise AirInterpError(f"state must be one of {', '.join(FREEZE_CHOICES)}, got {state!r}")
-    frozen = FREEZE_CHOICES[state]
+    if state not in FREEZE_SETTINGS:
+        raise AirInterpError(f"state must be one of {', '.join(FREEZE_SETTINGS)}, got {state!r}")
+    frozen = None if state == "none" else state
     task = get_task(model.cfg.task)
     traces = trace_states(model, inputs, STATES, freeze=frozen, batch_size=batch_size, progress=progress,
                           puzzle_identifiers=puzzle_identifiers)
@@ -121,7 +121,7 @@ def plot_freeze(updates: pd.DataFrame, path: Path, title: str = "", count: str =
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.3), sharex=True, layout="constrained")
     for ax, observed in zip(axes, ("z_L", "z_H")):
         for setting, group in curves[curves["observed"] == observed].groupby("freeze", sort=False):
-            label = "normal rollout" if setting == "none" else f"{FREEZE_CHOICES[setting]} frozen at reset"
+            label = "normal rollout" if setting == "none" else f"{setting} frozen at reset"
             ax.plot(group["index"], group["mean"], marker=".", markersize=3, linewidth=1, label=label)
             ax.fill_between(group["index"], group["mean"] - group["sem"], group["mean"] + group["sem"], alpha=0.25)
         ax.set_title(f"{observed}: {count.replace('_', ' ')} per update")
@@ -136,7 +136,7 @@ def plot_freeze(updates: pd.DataFrame, path: Path, title: str = "", count: str =
 
 
 def run_freeze(models: Sequence[HookedAIR], inputs: np.ndarray, labels: Optional[np.ndarray],
-               states: Sequence[str] = ("none", "zH", "zL"), batch_size: int = 64, progress: bool = True,
+               states: Sequence[str] = FREEZE_SETTINGS, batch_size: int = 64, progress: bool = True,
                count_from: str = "published", puzzle_identifiers: Optional[np.ndarray] = None
                ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every freeze setting for every model (seed); tables carry ``run`` (the model's position)."""

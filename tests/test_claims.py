@@ -12,7 +12,7 @@ def decode_summary(z_H: float, z_L: float) -> pd.DataFrame:
 
 def freeze_table(normal_L: float, frozen_H_L: float, sem: float, exact: float = 0.5) -> pd.DataFrame:
     return pd.DataFrame({
-        "freeze": ["none", "zH", "zL"],
+        "freeze": ["none", "z_H", "z_L"],
         "z_L_mask_flips_mean": [10.0, 3.0, None], "z_L_mask_flips_sem": [1.0, 1.0, None],
         "z_L_content_changes_mean": [normal_L, frozen_H_L, None], "z_L_content_changes_sem": [sem, sem, None],
         "z_H_content_changes_mean": [100.0, None, 300.0], "z_H_content_changes_sem": [5.0, None, 5.0],

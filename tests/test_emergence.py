@@ -49,7 +49,7 @@ def test_last_checkpoint_metrics_equal_the_probes_run_directly(tmp_path):
         assert value(last, "exact", act_step=step) == (grids[:, end, 0] == labels).all(-1).mean()
     _, per_puzzle = run_freeze([model], inputs, labels, progress=False)
     normal = per_puzzle[per_puzzle["freeze"] == "none"]
-    frozen_H = per_puzzle[per_puzzle["freeze"] == "zH"]
+    frozen_H = per_puzzle[per_puzzle["freeze"] == "z_H"]
     assert value(last, "content_changes", state="z_L", setting="normal") == normal["z_L_content_changes"].mean()
     assert value(last, "content_changes", state="z_L", setting="z_H frozen") == frozen_H["z_L_content_changes"].mean()
     summary = summarize(attention_contrasts(model, inputs, labels, progress=False), n_boot=10)

@@ -64,7 +64,7 @@ def hand_counts(tokens, undecided):
 def test_freeze_counts_match_a_hand_written_loop(model, puzzles, count_from):
     """Published: z_L counted from its first update (sub-step 0); reset: from its reset value."""
     inputs, labels = puzzles
-    updates, per_puzzle = freeze(model, inputs, labels, "zH", batch_size=2, progress=False, count_from=count_from)
+    updates, per_puzzle = freeze(model, inputs, labels, "z_H", batch_size=2, progress=False, count_from=count_from)
     assert set(updates["observed"]) == {"z_L"}
     names = [f"step.{s}.sub.{k}.hook_z_L" for s in range(3) for k in (0, 1, 3, 4)]
     names = ["hook_z_L_init", *names] if count_from == "reset" else names
@@ -93,7 +93,7 @@ def test_figures_are_written(model, puzzles, tmp_path):
     inputs, labels = puzzles
     result = decode(model, inputs, labels, progress=False)
     files = plot_decode(result, 0, [0, 2], tmp_path / "decode") + [write_viewer(result, 0, tmp_path / "viewer")]
-    updates, _ = freeze(model, inputs, labels, "zL", progress=False)
+    updates, _ = freeze(model, inputs, labels, "z_L", progress=False)
     files += plot_freeze(updates, tmp_path / "freeze")
     for path in files:
         assert path.exists() and path.stat().st_size > 1000

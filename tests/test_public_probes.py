@@ -43,14 +43,14 @@ def test_attention_summary_equals_the_public_script(public_model, public_puzzles
                 assert half_width == pytest.approx(block["metrics"][theirs]["ci95"], abs=1e-6, rel=0)
 
 
-@pytest.mark.parametrize("state", ["zH", "zL"])
-def test_freeze_totals_equal_the_public_script(public_model, public_puzzles, state):
+@pytest.mark.parametrize("state, script", [("z_H", "freeze_zH"), ("z_L", "freeze_zL")])
+def test_freeze_totals_equal_the_public_script(public_model, public_puzzles, state, script):
     published = json.loads((PUBLIC_PROBES / "freeze.json").read_text())
-    observed = "z_L" if state == "zH" else "z_H"
+    observed = "z_L" if state == "z_H" else "z_H"
     for setting, frozen in (("normal", "none"), ("frozen", state)):
         _, per_puzzle = freeze(public_model, *public_puzzles, frozen, batch_size=3, progress=False)
         for count in ("content_changes", "mask_flips"):
-            theirs = [puzzle[f"freeze_{state}/{setting}/{count}"] for puzzle in published]
+            theirs = [puzzle[f"{script}/{setting}/{count}"] for puzzle in published]
             assert per_puzzle[f"{observed}_{count}"].tolist() == theirs, (setting, count)
 
 

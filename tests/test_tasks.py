@@ -199,4 +199,4 @@ def test_task_facts_live_on_the_task():
     sudoku, maze = get_task("sudoku"), get_task("maze9")
     assert (sudoku.block, maze.block) == (3, 0)  # a 9x9 maze gets no box lines
     assert (sudoku.paper_augmentations, maze.paper_augmentations) == (1000, 0)
-    assert sudoku.paper_freeze_directions == {"zH": -1, "zL": 1} and maze.paper_freeze_directions == {"zH": 1, "zL": 1}
+    assert sudoku.paper_freeze_directions == {"z_H": -1, "z_L": 1} and maze.paper_freeze_directions == {"z_H": 1, "z_L": 1}

@@ -121,8 +121,8 @@ class Task:
 
     @property
     def paper_freeze_directions(self) -> dict[str, int]:
-        """How the paper's freeze table moves the other state's content changes when ``"zH"`` or
-        ``"zL"`` is frozen: +1 more changes, -1 fewer."""
+        """How the paper's freeze table moves the other state's content changes when ``"z_H"`` or
+        ``"z_L"`` is frozen: +1 more changes, -1 fewer."""
         raise NotImplementedError
 
     # ---- attention analysis ------------------------------------------------------------------

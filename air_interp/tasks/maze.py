@@ -28,7 +28,7 @@ class MazeTask(Task):
     @property
     def paper_freeze_directions(self) -> dict[str, int]:
         """Both more: z_L 1,290 -> 2,305 with z_H frozen, z_H 825 -> 2,880 with z_L frozen."""
-        return {"zH": 1, "zL": 1}
+        return {"z_H": 1, "z_L": 1}
 
     def _neighbours(self, kind: str, row: int, col: int) -> list[tuple[int, int]]:
         reach = {"n4": 1, "n8": 1, "5x5": 2}[kind]

@@ -42,7 +42,7 @@ class SudokuTask(Task):
     @property
     def paper_freeze_directions(self) -> dict[str, int]:
         """Freezing z_H: fewer z_L changes (1,235 -> 323); freezing z_L: more z_H changes (275 -> 551)."""
-        return {"zH": -1, "zL": 1}
+        return {"z_H": -1, "z_L": 1}
 
     def _char_aliases(self) -> dict[str, int]:
         return {"0": BLANK}

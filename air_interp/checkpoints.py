@@ -35,6 +35,7 @@ _COMPILED_PREFIX = "_orig_mod."
 _STEP_FILE = re.compile(r"step_(\d+)")
 RUN_LATEST, RUN_MODEL_FILE = "latest", "model.safetensors"  # a training run: <run>/latest/model.safetensors
 RUN_CHECKPOINTS = "checkpoints"  # ... and <run>/checkpoints/step_<N>/model.safetensors
+RUN_EMERGENCE = "emergence.csv"  # the claim metrics of the run's checkpoints (air-interp emergence)
 
 # ---- our format ------------------------------------------------------------------------------
 

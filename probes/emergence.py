@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from air_interp.checkpoints import load_model, run_checkpoints
+from air_interp.checkpoints import RUN_EMERGENCE, load_model, run_checkpoints
 from air_interp.data import load_dataset
 from air_interp.errors import AirInterpError
 from air_interp.io import atomic_path, sha256
@@ -46,7 +46,7 @@ from .lens import STATES
 if TYPE_CHECKING:
     from matplotlib.typing import ColorType
 
-CACHE = "emergence.csv"
+CACHE = RUN_EMERGENCE
 EARLY_STEPS = 2  # ACT steps 0 and 1: where the paper shows z_L holding cells undecided
 KEY = ["train_step", "sha256", "data", "puzzles", "forward_dtype"]
 COLUMNS = ["metric", "state", "setting", "act_step", "layer", "value"]

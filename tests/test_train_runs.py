@@ -344,7 +344,9 @@ def test_publish_writes_model_card_log_and_a_loadable_model(shift_data, tmp_path
     from air_interp.train.publish import publish
 
     train(tiny_recipe(shift_data, steps=20, global_batch_size=32, eval_every=10), tmp_path / "run", progress=False)
+    (tmp_path / "run" / "emergence.csv").write_text("run,train_step\nx,10\n")  # as air-interp emergence leaves it
     card = publish(tmp_path / "run", "shift_Lx_H", sample=7, out=tmp_path / "ckpts")
+    assert (tmp_path / "ckpts" / "logs" / "shift_Lx_H" / "emergence.csv").read_text() == "run,train_step\nx,10\n"
     assert card["step"] == 20 and card["test"]["exact_accuracy"] == records(tmp_path / "run", "eval")[-1]["exact_accuracy"]
     model = load_model(str(tmp_path / "ckpts" / "shift_Lx_H.safetensors"))
     sample = evaluate(model, load_dataset(shift_data).split("test").take(torch.arange(7).numpy()))

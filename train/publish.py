@@ -7,7 +7,8 @@
   the whole test split and on its first ``--sample`` puzzles (what the tests re-check), and the
   run's evaluation history;
 - ``logs/NAME/config.json`` and ``logs/NAME/metrics.jsonl``: the run's config and training log up to
-  that checkpoint (a run may be published while it goes on).
+  that checkpoint (a run may be published while it goes on), and ``logs/NAME/emergence.csv`` when the
+  run has one (``air-interp emergence``), so ``air-interp figures`` draws the default's emergence curves.
 
 Files of an earlier publication under the same name are replaced only with ``--overwrite``.
 """
@@ -21,7 +22,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from air_interp.checkpoints import load_model, save_model
+from air_interp.checkpoints import RUN_EMERGENCE, load_model, save_model
 from air_interp.data import load_dataset
 from air_interp.arguments import Parser, positive_int
 from air_interp.defaults import REPO
@@ -73,7 +74,8 @@ def model_card(run: Path, name: str, sample: int = SAMPLE) -> dict[str, Any]:
 def published_files(out: Path, name: str) -> dict[str, Path]:
     """The files a publication of ``name`` into ``out`` writes."""
     return {"model": out / f"{name}.safetensors", "card": out / f"{name}.json",
-            "config": out / "logs" / name / "config.json", "log": out / "logs" / name / "metrics.jsonl"}
+            "config": out / "logs" / name / "config.json", "log": out / "logs" / name / "metrics.jsonl",
+            "emergence": out / "logs" / name / RUN_EMERGENCE}
 
 
 def publish(run: Path, name: str, out: Path, sample: int = SAMPLE, overwrite: bool = False) -> dict[str, Any]:
@@ -90,6 +92,9 @@ def publish(run: Path, name: str, out: Path, sample: int = SAMPLE, overwrite: bo
         tmp.write_text("".join(json.dumps(record) + "\n" for record in history(run, card["step"])))
     with atomic_path(files["card"]) as tmp:
         tmp.write_text(json.dumps(card, indent=1) + "\n")
+    if (run / RUN_EMERGENCE).is_file():
+        with atomic_path(files["emergence"]) as tmp:
+            shutil.copyfile(run / RUN_EMERGENCE, tmp)
     return card
 
 

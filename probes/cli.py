@@ -323,7 +323,7 @@ def _emergence(args: argparse.Namespace) -> None:
     out = _out_folder(args)
     set_threads(args.threads)
     table = emergence([Path(run) for run in args.runs], args.puzzles, Path(args.data) if args.data else None,
-                      args.batch_size, not args.quiet, args.dtype)
+                      args.batch_size, not args.quiet, args.dtype, args.every)
     shown = table[(table["metric"] == "early_undecided_cells") | (table["metric"] == "exact")
                   & (table["act_step"] == table["act_step"].max())]
     print(shown.pivot_table(index=["run", "train_step"], columns=["metric", "state"], values="value")
@@ -454,6 +454,9 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     emergence.add_argument("--data", help="dataset directory (default: each run's own)")
     emergence.add_argument("--puzzles", type=positive_int, default=64, help="test puzzles per checkpoint (default 64)")
     emergence.add_argument("--batch-size", type=positive_int, default=64, help="puzzles per rollout batch (default 64)")
+    emergence.add_argument("--every", type=positive_int, default=1,
+                           help="measure only checkpoints whose step is a multiple of this, and the latest "
+                                "(default 1: all; a 4-layer checkpoint takes a minute or two on one CPU core)")
     _add_out(emergence, "folder for the combined table and the figure (default: print only; each run's "
                         "measurements are cached in <run>/emergence.csv either way)")
     emergence.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -134,7 +134,7 @@ def read_cache(run: Path) -> pd.DataFrame:
     table = pd.read_csv(path, keep_default_na=False, na_values=[""]) if path.is_file() else None
     if table is None or set(KEY + COLUMNS) - set(table.columns):
         return pd.DataFrame(columns=KEY + COLUMNS)
-    return table
+    return table.fillna({"state": "", "setting": ""})  # as measured: no state / setting is ""
 
 
 def _write_cache(run: Path, table: pd.DataFrame) -> None:
@@ -146,46 +146,59 @@ def _write_cache(run: Path, table: pd.DataFrame) -> None:
 
 
 def run_emergence(run: Path, puzzles: int = 64, data: Optional[Path] = None, batch_size: int = 64,
-                  progress: bool = True, dtype: Optional[str] = None) -> pd.DataFrame:
-    """The emergence table of one run: cached rows, plus every checkpoint not measured yet (in the
-    forward ``dtype``: ``auto``, ``float32``, ``bfloat16``; None: each checkpoint's own)."""
+                  progress: bool = True, dtype: Optional[str] = None, every: int = 1) -> pd.DataFrame:
+    """The emergence table of one run on ``data`` (default: the run's own) and its first ``puzzles``
+    test puzzles: cached rows, plus every checkpoint not measured yet (in the forward ``dtype``:
+    ``auto``, ``float32``, ``bfloat16``; None: each checkpoint's own). The cache keeps measurements
+    on other data or puzzle counts beside these; a checkpoint measured again (a new dtype, or
+    rewritten weights) replaces its earlier rows. With ``every`` > 1 only the checkpoints whose
+    step is a multiple of it, and the latest, are measured (each costs several rollouts)."""
     run = Path(run)
     if not run.is_dir():
         raise AirInterpError(f"{run}: no such training run directory")
     checkpoints = run_checkpoints(run)
+    checkpoints = [(step, file) for step, file in checkpoints if step % every == 0 or (step, file) == checkpoints[-1]]
     table = read_cache(run)
     if not checkpoints and table.empty:
         raise AirInterpError(f"{run}: no checkpoints (checkpoints/step_*/model.safetensors) and no {CACHE}")
-    if not checkpoints:
-        return table
     dataset = data or run_dataset(run)
-    split = load_dataset(dataset).split("test")
-    inputs, labels = split.inputs[:puzzles], split.labels[:puzzles]
+    inputs, labels = np.empty((0, 0)), np.empty((0, 0))
+    if checkpoints:
+        split = load_dataset(dataset).split("test")
+        inputs, labels = split.inputs[:puzzles], split.labels[:puzzles]
+        puzzles = len(inputs)
     for step, model_file in checkpoints:
         try:
             model = load_model(model_file, dtype=dtype)
         except AirInterpError as err:  # pruned by the trainer while we looked
             warnings.warn(f"skipping {model_file}: {err}")
             continue
-        key = {"train_step": step, "sha256": sha256(model_file), "data": str(dataset), "puzzles": len(inputs),
+        key = {"train_step": step, "sha256": sha256(model_file), "data": str(dataset), "puzzles": puzzles,
                "forward_dtype": model.cfg.forward_dtype}
         if (table[KEY] == pd.Series(key)).all(axis=1).any():
             continue
         measured = checkpoint_metrics(model, inputs, labels, batch_size, progress).assign(**key)[KEY + COLUMNS]
-        others = table[table["train_step"] != step]
+        same_measurement = (table[["train_step", "data", "puzzles"]] == pd.Series(key)[["train_step", "data", "puzzles"]]).all(axis=1)
+        others = table[~same_measurement]
         table = measured if others.empty else pd.concat([others, measured], ignore_index=True)
         table = table.sort_values("train_step", kind="stable", ignore_index=True)
         _write_cache(run, table)
-    return table
+    selected = table[(table["data"] == str(dataset)) & (table["puzzles"] == puzzles)].reset_index(drop=True)
+    if selected.empty:
+        measured_on = sorted(set(zip(table["data"], table["puzzles"])))
+        raise AirInterpError(f"{run}: no checkpoints to measure and no cached measurement on {dataset} with "
+                             f"{puzzles} puzzles; the cache holds (data, puzzles) {measured_on}: pass --data / --puzzles")
+    return selected
 
 
 def emergence(runs: Sequence[Path], puzzles: int = 64, data: Optional[Path] = None, batch_size: int = 64,
-              progress: bool = True, dtype: Optional[str] = None) -> pd.DataFrame:
-    """The emergence tables of several runs, side by side (a ``run`` column: the directory's name)."""
+              progress: bool = True, dtype: Optional[str] = None, every: int = 1) -> pd.DataFrame:
+    """The emergence tables of several runs (see :func:`run_emergence`), side by side (a ``run``
+    column: the directory's name)."""
     names = [Path(run).resolve().name for run in runs]
     if len(set(names)) < len(names):
         raise AirInterpError(f"runs must have different directory names, got {names}")
-    tables = [run_emergence(Path(run), puzzles, data, batch_size, progress, dtype).assign(run=name)
+    tables = [run_emergence(Path(run), puzzles, data, batch_size, progress, dtype, every).assign(run=name)
               for run, name in zip(runs, names)]
     return pd.concat(tables, ignore_index=True)[["run", *KEY, *COLUMNS]]
 

@@ -2,10 +2,11 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from air_interp.cli import main
-from air_interp.defaults import DEFAULT_DATASETS
+from air_interp.defaults import DEFAULT_DATASETS, REPO
 from air_interp.errors import AirInterpError
 from air_interp.probes import emergence as emergence_module
 from air_interp.probes.attention import attention_contrasts, summarize
@@ -70,10 +71,17 @@ def test_measured_checkpoints_are_not_measured_again(tmp_path, monkeypatch):
     assert len(measured) == 1 and set(again["train_step"]) == {10, 30}
     kept = again[again["train_step"] == 10].reset_index(drop=True)
     assert np.allclose(kept["value"], first["value"], equal_nan=True)
+    other_data = REPO / "data" / "sudoku-easy34"  # measured on other puzzles too, the first measurement stays
+    on_other = emergence([run], puzzles=PUZZLES, data=other_data, progress=False)
+    assert len(measured) == 3 and set(on_other["data"]) == {str(other_data)}
+    pd.testing.assert_frame_equal(emergence([run], puzzles=PUZZLES, progress=False), again, check_dtype=False)
+    assert len(measured) == 3
     for checkpoint in (run / "checkpoints").iterdir():  # a committed log: the cache alone still draws
         (checkpoint / "model.safetensors").unlink()
     cached = emergence([run], puzzles=PUZZLES, progress=False)
-    assert len(measured) == 1 and len(cached) == len(again)
+    assert len(measured) == 3 and len(cached) == len(again)
+    with pytest.raises(AirInterpError, match="no cached measurement on .* with 7 puzzles"):
+        emergence([run], puzzles=7, progress=False)
     files = plot_emergence(cached, tmp_path / "emergence")
     assert all(path.stat().st_size > 1000 for path in files)
 
@@ -81,7 +89,7 @@ def test_measured_checkpoints_are_not_measured_again(tmp_path, monkeypatch):
 def test_cli_draws_runs_side_by_side_and_refuses_bad_runs(tmp_path, capsys):
     a, b = fake_run(tmp_path / "air", {10: 1}), fake_run(tmp_path / "sym", {10: 4})
     assert main(["emergence", str(a), str(b), "--puzzles", "3", "--out", str(tmp_path / "out"), "--quiet"]) == 0
-    table = __import__("pandas").read_csv(tmp_path / "out" / "emergence.csv")
+    table = pd.read_csv(tmp_path / "out" / "emergence.csv")
     assert set(table["run"]) == {"air", "sym"} and (tmp_path / "out" / "emergence.png").is_file()
     assert (a / CACHE).is_file()
     capsys.readouterr()
@@ -90,3 +98,10 @@ def test_cli_draws_runs_side_by_side_and_refuses_bad_runs(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(AirInterpError, match="no checkpoints"):
         emergence([tmp_path / "empty"], progress=False)
+
+
+def test_every_measures_multiples_of_it_and_the_latest(tmp_path):
+    run = fake_run(tmp_path / "run", {10: 1, 20: 2, 25: 3})
+    table = emergence([run], puzzles=3, progress=False, every=20)
+    assert set(table["train_step"]) == {20, 25}
+    assert main(["emergence", str(run), "--puzzles", "3", "--every", "0"]) == 2

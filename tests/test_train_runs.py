@@ -368,6 +368,24 @@ def test_publish_writes_model_card_log_and_a_loadable_model(shift_data, tmp_path
         publish(tmp_path / "run", "x", out=tmp_path / "ckpts")
 
 
+
+def test_model_card_tells_depth_data_steps_and_time_through_a_fine_tune(shift_data, tmp_path):
+    from air_interp.train.publish import publish, training_seconds
+
+    train(tiny_recipe(shift_data, steps=6, eval_every=3), tmp_path / "base", progress=False)
+    tuned = tiny_recipe(shift_data, steps=4, eval_every=2, init_from=str(tmp_path / "base"))
+    train(tuned, tmp_path / "tuned", progress=False)
+    training = publish(tmp_path / "tuned", "tuned", out=tmp_path / "ckpts", sample=3)["training"]
+    base_log = [json.loads(line) for line in (tmp_path / "base" / "metrics.jsonl").read_text().splitlines()]
+    assert training["n_layers"] == TINY_MODEL["n_layers"] and training["data"] == str(shift_data)
+    assert (training["steps"], training["init_from"]["steps"], training["total_steps"]) == (4, 6, 10)
+    assert training["init_from"]["hours"] == round(training_seconds(base_log) / 3600, 2)
+    assert training["total_hours"] == round(training["hours"] + training["init_from"]["hours"], 2)
+    # the log's rates cover every step once, also where a resumed run logged a step twice
+    log = [{"kind": "train", "step": 2, "steps_per_s": 1.0}, {"kind": "eval", "step": 2},
+           {"kind": "train", "step": 4, "steps_per_s": 0.5}, {"kind": "train", "step": 4, "steps_per_s": 2.0}]
+    assert training_seconds(log) == 2 / 1.0 + 2 / 2.0
+
 @pytest.mark.slow
 def test_sweep_trains_every_preset_and_seed_resumes_and_feeds_the_tables(shift_data, tmp_path, capsys):
     from air_interp.probes.tables import accuracy_rows, find_checkpoints, injection_table

@@ -4,8 +4,9 @@
 
 - ``NAME.safetensors``: the model of the run's latest checkpoint (the EMA weights when the run kept an EMA);
 - ``NAME.json``: the model card: the dataset, the run's resolved config, exact and cell accuracy on
-  the whole test split and on its first ``--sample`` puzzles (what the tests re-check), and the
-  run's evaluation history;
+  the whole test split and on its first ``--sample`` puzzles (what the tests re-check), the run's
+  evaluation history, and ``training``: depth, width, data, steps and training time, with the
+  same for the run it was fine-tuned from (``--init-from``) when that run is at hand;
 - ``logs/NAME/config.json`` and ``logs/NAME/metrics.jsonl``: the run's config and training log up to
   that checkpoint (a run may be published while it goes on), and ``logs/NAME/emergence.csv`` when the
   run has one (``air-interp emergence``), so ``air-interp figures`` draws the default's emergence curves.
@@ -22,13 +23,13 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from air_interp.checkpoints import RUN_EMERGENCE, load_model, save_model
+from air_interp.checkpoints import RUN_EMERGENCE, load_model, run_checkpoints, save_model
 from air_interp.data import load_dataset
 from air_interp.arguments import Parser, positive_int
 from air_interp.defaults import REPO
 from air_interp.errors import AirInterpError
 from air_interp.evaluate import evaluate
-from air_interp.io import atomic_path, check_file_target
+from air_interp.io import atomic_path, check_file_target, sha256
 
 from .checkpoint import latest_checkpoint
 
@@ -48,6 +49,46 @@ def history(run: Path, step: int) -> list[dict[str, Any]]:
     return [record for record in map(json.loads, filter(str.strip, lines)) if record["step"] <= step]
 
 
+def training_seconds(records: Sequence[dict[str, Any]]) -> float:
+    """Wall-clock seconds of training (evaluations and checkpoints included) from the log's step
+    rates: each train record covers the steps since the previous one at its ``steps_per_s``. A
+    resumed run re-logs the steps after its checkpoint; the later record of a step counts."""
+    by_step = {record["step"]: record for record in records if record["kind"] == "train"}
+    seconds, previous = 0.0, 0
+    for step in sorted(by_step):
+        seconds += (step - previous) / by_step[step]["steps_per_s"]
+        previous = step
+    return seconds
+
+
+def _step_with_weights(run: Path, digest: Optional[str]) -> Optional[int]:
+    """The step of ``run``'s checkpoint whose model is the file with SHA-256 ``digest`` (None when
+    ``run`` is no run of ours at hand or no longer holds that checkpoint)."""
+    if not (run / "config.json").is_file() or not (run / "metrics.jsonl").is_file():
+        return None
+    return next((step for step, model in run_checkpoints(run) if sha256(model) == digest), None)
+
+
+def training_summary(run: Path, step: int) -> dict[str, Any]:
+    """What a reader of a model card asks first: how deep, trained on what, how long."""
+    config = json.loads((run / "config.json").read_text())
+    summary: dict[str, Any] = {
+        "n_layers": config["model"]["n_layers"], "d_model": config["model"]["d_model"],
+        "data": config["train"]["data"], "steps": step, "dtype": config["train"]["dtype"],
+        "threads": config["train"]["threads"], "hours": round(training_seconds(history(run, step)) / 3600, 2),
+    }
+    source = config["train"].get("init_from")
+    parent = {}
+    if source:
+        path = Path(source) if Path(source).is_absolute() else REPO / source
+        parent_step = _step_with_weights(path, config.get("init_from_sha256"))
+        parent = training_summary(path, parent_step) if parent_step is not None else {}
+        summary["init_from"] = {"path": source, "sha256": config.get("init_from_sha256"), **parent}
+    summary["total_steps"] = step + parent.get("total_steps", 0)
+    summary["total_hours"] = round(summary["hours"] + parent.get("total_hours", 0), 2)
+    return summary
+
+
 def model_card(run: Path, name: str, sample: int = SAMPLE) -> dict[str, Any]:
     """The card of the run's latest checkpoint: the run's own evaluation of it on the whole test
     split and a fresh one on the first ``sample`` test puzzles."""
@@ -63,7 +104,7 @@ def model_card(run: Path, name: str, sample: int = SAMPLE) -> dict[str, Any]:
     head = evaluate(model, split.take(np.arange(min(sample, len(split)))))
     return {
         "name": name, "variant": model.cfg.variant, "task": model.cfg.task, "dataset": config["train"]["data"],
-        "step": step, "test": {k: v for k, v in evaluations[-1].items() if k not in ("kind", "step")},
+        "step": step, "training": training_summary(run, step), "test": {k: v for k, v in evaluations[-1].items() if k not in ("kind", "step")},
         "sample": {"puzzles": head["count"], **{k: head[k] for k in ("exact_accuracy", "accuracy")}},
         "evaluations": [{k: h[k] for k in ("step", "exact_accuracy", "accuracy", "exact_by_step")}
                         for h in evaluations],
@@ -113,7 +154,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except AirInterpError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     test = card["test"]
-    print(f"{args.name}: exact {test['exact_accuracy']:.3f}, cell {test['accuracy']:.3f} on {test['count']} test puzzles; "
+    training = card["training"]
+    print(f"{args.name}: {training['n_layers']} layers, {training['total_steps']} steps, {training['total_hours']} h; "
+          f"exact {test['exact_accuracy']:.3f}, cell {test['accuracy']:.3f} on {test['count']} test puzzles; "
           f"by ACT step {' '.join(f'{v:.2f}' for v in test['exact_by_step'])}")
     return 0
 

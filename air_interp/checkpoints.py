@@ -10,6 +10,7 @@ models trained here run in the public scripts.
 """
 from __future__ import annotations
 
+import json
 import pickle
 import re
 import warnings
@@ -22,9 +23,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .config import AIRConfig, variant_fields
+from .defaults import REPO
 from .errors import AirInterpError
 from .hardware import apply_dtype, slow_bf16_warning
-from .io import atomic_path
+from .io import atomic_path, sha256
 from .model import HookedAIR
 from .tasks import task_for_tokens
 
@@ -265,6 +267,25 @@ def run_checkpoints(run_dir: PathLike) -> list[tuple[int, Path]]:
         return []
     found = [(int(m.group(1)), p / RUN_MODEL_FILE) for p in folder.iterdir() if (m := _STEP_FILE.fullmatch(p.name))]
     return sorted((step, model) for step, model in found if model.is_file())
+
+
+def init_checkpoint(run_dir: PathLike) -> Optional[Path]:
+    """The model file a training run started from (``--init-from``), when it is at hand unchanged:
+    the named file itself, or the checkpoint of the named run that holds those weights (found by
+    the SHA-256 the run recorded, so a source run that trained on since still resolves). None for
+    a run trained from scratch or whose source is gone."""
+    try:
+        config = json.loads((Path(run_dir) / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    source, digest = config.get("train", {}).get("init_from"), config.get("init_from_sha256")
+    if not source or not digest:
+        return None
+    path = next((p for p in (Path(source), REPO / source) if p.exists()), None)
+    if path is None:
+        return None
+    candidates = [model for _, model in run_checkpoints(path)] if path.is_dir() else [path]
+    return next((model for model in candidates if sha256(model) == digest), None)
 
 
 def load_model(path: PathLike, device: Union[str, torch.device, None] = None, seq_len: Optional[int] = None,

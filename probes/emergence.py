@@ -15,6 +15,9 @@ checkpoint), giving one tidy row per metric:
 * the attention contrasts (``d_nbr``, ``d_ent``, ``d_viol`` or the maze's), per layer and query
   class (``setting``), mean over query rows.
 
+A run fine-tuned from other weights (``train --init-from``) starts its curve at step 0 with those
+weights, measured on the run's own data, when they are at hand.
+
 Measurements are cached per run in ``<run>/emergence.csv`` (keyed by the checkpoint's SHA-256, the
 dataset and the number of puzzles), so a rerun measures only new checkpoints, a run can be watched
 while it trains, and a run directory whose checkpoints are gone (a committed log) still draws.
@@ -30,7 +33,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from air_interp.checkpoints import RUN_EMERGENCE, load_model, run_checkpoints
+from air_interp.checkpoints import RUN_EMERGENCE, init_checkpoint, load_model, run_checkpoints
 from air_interp.data import load_dataset
 from air_interp.errors import AirInterpError
 from air_interp.io import atomic_path, sha256
@@ -156,7 +159,8 @@ def run_emergence(run: Path, puzzles: int = 64, data: Optional[Path] = None, bat
     run = Path(run)
     if not run.is_dir():
         raise AirInterpError(f"{run}: no such training run directory")
-    checkpoints = run_checkpoints(run)
+    start = init_checkpoint(run)  # a fine-tune's curve starts from the weights it started from
+    checkpoints = ([(0, start)] if start is not None else []) + run_checkpoints(run)
     checkpoints = [(step, file) for step, file in checkpoints if step % every == 0 or (step, file) == checkpoints[-1]]
     table = read_cache(run)
     if not checkpoints and table.empty:

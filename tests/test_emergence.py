@@ -105,3 +105,20 @@ def test_every_measures_multiples_of_it_and_the_latest(tmp_path):
     table = emergence([run], puzzles=3, progress=False, every=20)
     assert set(table["train_step"]) == {20, 25}
     assert main(["emergence", str(run), "--puzzles", "3", "--every", "0"]) == 2
+
+
+def test_a_fine_tune_starts_its_curve_from_the_weights_it_started_from(tmp_path):
+    from air_interp.io import sha256
+
+    source = fake_run(tmp_path / "source", {10: 1, 20: 2})
+    tuned = fake_run(tmp_path / "tuned", {5: 3})
+    start = source / "checkpoints" / "step_00000010" / "model.safetensors"
+    config = {"train": {"data": str(DEFAULT_DATASETS["sudoku"]), "init_from": str(source)},
+              "init_from_sha256": sha256(start)}
+    (tuned / "config.json").write_text(json.dumps(config))
+    table = emergence([tuned], puzzles=3, progress=False)
+    assert set(table["train_step"]) == {0, 5} and set(table.loc[table["train_step"] == 0, "sha256"]) == {sha256(start)}
+    from_source = emergence([source], puzzles=3, progress=False)
+    pd.testing.assert_frame_equal(table[table["train_step"] == 0].drop(columns=["run", "train_step"]).reset_index(drop=True),
+                                  from_source[from_source["train_step"] == 10].drop(columns=["run", "train_step"]).reset_index(drop=True),
+                                  check_dtype=False)

@@ -381,6 +381,11 @@ def test_model_card_tells_depth_data_steps_and_time_through_a_fine_tune(shift_da
     assert (training["steps"], training["init_from"]["steps"], training["total_steps"]) == (4, 6, 10)
     assert training["init_from"]["hours"] == round(training_seconds(base_log) / 3600, 2)
     assert training["total_hours"] == round(training["hours"] + training["init_from"]["hours"], 2)
+    # fine-tuned again from the published model: its card tells the history
+    train(tiny_recipe(shift_data, steps=2, eval_every=2, init_from=str(tmp_path / "ckpts" / "tuned.safetensors")),
+          tmp_path / "again", progress=False)
+    again = publish(tmp_path / "again", "again", out=tmp_path / "ckpts", sample=3)["training"]
+    assert again["init_from"]["total_steps"] == 10 and again["total_steps"] == 12
     # the log's rates cover every step once, also where a resumed run logged a step twice
     log = [{"kind": "train", "step": 2, "steps_per_s": 1.0}, {"kind": "eval", "step": 2},
            {"kind": "train", "step": 4, "steps_per_s": 0.5}, {"kind": "train", "step": 4, "steps_per_s": 2.0}]

@@ -23,13 +23,13 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from air_interp.checkpoints import RUN_EMERGENCE, load_model, run_checkpoints, save_model
+from air_interp.checkpoints import RUN_CHECKPOINTS, RUN_EMERGENCE, init_checkpoint, load_model, save_model
 from air_interp.data import load_dataset
 from air_interp.arguments import Parser, positive_int
 from air_interp.defaults import REPO
 from air_interp.errors import AirInterpError
 from air_interp.evaluate import evaluate
-from air_interp.io import atomic_path, check_file_target, sha256
+from air_interp.io import atomic_path, check_file_target
 
 from .checkpoint import latest_checkpoint
 
@@ -61,14 +61,6 @@ def training_seconds(records: Sequence[dict[str, Any]]) -> float:
     return seconds
 
 
-def _step_with_weights(run: Path, digest: Optional[str]) -> Optional[int]:
-    """The step of ``run``'s checkpoint whose model is the file with SHA-256 ``digest`` (None when
-    ``run`` is no run of ours at hand or no longer holds that checkpoint)."""
-    if not (run / "config.json").is_file() or not (run / "metrics.jsonl").is_file():
-        return None
-    return next((step for step, model in run_checkpoints(run) if sha256(model) == digest), None)
-
-
 def training_summary(run: Path, step: int) -> dict[str, Any]:
     """What a reader of a model card asks first: how deep, trained on what, how long."""
     config = json.loads((run / "config.json").read_text())
@@ -78,11 +70,13 @@ def training_summary(run: Path, step: int) -> dict[str, Any]:
         "threads": config["train"]["threads"], "hours": round(training_seconds(history(run, step)) / 3600, 2),
     }
     source = config["train"].get("init_from")
-    parent = {}
+    parent: dict[str, Any] = {}
+    start = init_checkpoint(run)
+    if start is not None and start.parent.parent.name == RUN_CHECKPOINTS:  # a checkpoint of one of our runs
+        parent = training_summary(start.parent.parent.parent, int(start.parent.name.removeprefix("step_")))
+    elif start is not None and start.with_suffix(".json").is_file():  # a published model with its card
+        parent = json.loads(start.with_suffix(".json").read_text()).get("training", {})
     if source:
-        path = Path(source) if Path(source).is_absolute() else REPO / source
-        parent_step = _step_with_weights(path, config.get("init_from_sha256"))
-        parent = training_summary(path, parent_step) if parent_step is not None else {}
         summary["init_from"] = {"path": source, "sha256": config.get("init_from_sha256"), **parent}
     summary["total_steps"] = step + parent.get("total_steps", 0)
     summary["total_hours"] = round(summary["hours"] + parent.get("total_hours", 0), 2)

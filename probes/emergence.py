@@ -187,12 +187,13 @@ def run_emergence(run: Path, puzzles: int = 64, data: Optional[Path] = None, bat
         table = measured if others.empty else pd.concat([others, measured], ignore_index=True)
         table = table.sort_values("train_step", kind="stable", ignore_index=True)
         _write_cache(run, table)
-    selected = table[(table["data"] == str(dataset)) & (table["puzzles"] == puzzles)].reset_index(drop=True)
-    if selected.empty:
-        measured_on = sorted(set(zip(table["data"], table["puzzles"])))
-        raise AirInterpError(f"{run}: no checkpoints to measure and no cached measurement on {dataset} with "
-                             f"{puzzles} puzzles; the cache holds (data, puzzles) {measured_on}: pass --data / --puzzles")
-    return selected
+    on_data = table[table["data"] == str(dataset)]
+    if on_data.empty:
+        raise AirInterpError(f"{run}: no checkpoints to measure and no cached measurement on {dataset}; the cache "
+                             f"holds measurements on {sorted(set(table['data']))}: pass --data")
+    # a log without checkpoints draws what it has: these puzzles if measured, else the most measured
+    counts = set(on_data["puzzles"])
+    return on_data[on_data["puzzles"] == (puzzles if puzzles in counts else max(counts))].reset_index(drop=True)
 
 
 def emergence(runs: Sequence[Path], puzzles: int = 64, data: Optional[Path] = None, batch_size: int = 64,

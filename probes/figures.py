@@ -107,17 +107,21 @@ def claims_tables(out: Path, tables: dict[str, dict[str, pd.DataFrame]], tasks: 
     return write_table(check_claims(tables, tasks, pairs, cards), out / "claims", ("csv", "md"))
 
 
-def emergence_figures(models: dict[str, Path], out: Path) -> list[dict]:
+def emergence_figures(models: dict[str, Path], tasks: dict[str, str], out: Path) -> list[dict]:
     """The emergence curves of the models whose training log (``checkpoints/logs/<name>/``) keeps an
-    emergence table; their manifest entries."""
+    emergence table, one figure per task (``emergence_<task>``, the task's models side by side);
+    their manifest entries."""
     logs = {name: Path(path).parent / "logs" / name for name, path in models.items()}
-    runs = [log for log in logs.values() if (log / EMERGENCE_CACHE).is_file()]
-    if not runs:
-        return []
-    table = emergence(runs, progress=False)
-    files = write_table(table, out / "emergence", ["csv"])
-    files += plot_emergence(table, out / "emergence", title="The defaults along training")
-    return [{"file": f.name, "runs": [repo_relative(run) for run in runs]} for f in files]
+    outputs = []
+    for task in dict.fromkeys(tasks.values()):
+        runs = [log for name, log in logs.items() if tasks[name] == task and (log / EMERGENCE_CACHE).is_file()]
+        if not runs:
+            continue
+        table = emergence(runs, progress=False)
+        files = write_table(table, out / f"emergence_{task}", ["csv"])
+        files += plot_emergence(table, out / f"emergence_{task}", title=f"The {task} defaults along training")
+        outputs += [{"file": f.name, "runs": [repo_relative(run) for run in runs]} for f in files]
+    return outputs
 
 
 def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optional[Path] = None,
@@ -142,7 +146,7 @@ def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optio
             files, tables[name] = model_figures(name, model, folder, puzzles, progress)
             outputs += [{"file": file.name, **source} for file in files]
         outputs += [{"file": file.name, "models": list(models)} for file in claims_tables(folder, tables, tasks, models)]
-        outputs += emergence_figures(models, folder)
+        outputs += emergence_figures(models, tasks, folder)
         if sweep is not None:
             outputs += sweep_tables(sweep, folder, sweep_puzzles, progress, dtype)
         manifest = {

@@ -1,6 +1,7 @@
 """Nothing lost: what a command may replace, and what a killed command leaves behind."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,9 +11,11 @@ import pytest
 
 from air_interp.cli import main
 from air_interp.data import load_dataset
+from air_interp.defaults import DEFAULT_DATASETS
 from air_interp.errors import AirInterpError
 from air_interp.io import atomic_path, check_folder_target, check_replaceable_folder, unexpected_files
 from air_interp.probes import figures
+from air_interp.probes.emergence import emergence
 from conftest import tiny_model
 
 
@@ -111,9 +114,16 @@ def test_probe_overwrite_replaces_its_own_files_only(tmp_path, capsys):
 def test_figures_folder_is_swapped_whole_and_its_manifest_lists_exactly_its_files(tmp_path, monkeypatch):
     checkpoint = tmp_path / "tiny.safetensors"
     tiny_model(halt_max_steps=2).save(str(checkpoint))
+    log = tmp_path / "logs" / "tiny"  # as publish leaves a run's log: with its emergence table
+    (log / "checkpoints" / "step_00000010").mkdir(parents=True)
+    (log / "config.json").write_text(json.dumps({"train": {"data": str(DEFAULT_DATASETS["sudoku"])}}))
+    tiny_model(halt_max_steps=2).save(str(log / "checkpoints" / "step_00000010" / "model.safetensors"))
+    emergence([log], puzzles=2, progress=False)
+    shutil.rmtree(log / "checkpoints")
     out = tmp_path / "figs"
     command = ["figures", "--model", f"tiny={checkpoint}", "--puzzles", "2", "--out", str(out), "--quiet"]
     assert main(command) == 0
+    assert {"emergence_sudoku.csv", "emergence_sudoku.png"} <= {p.name for p in out.iterdir()}
 
     def listed() -> set[str]:
         return {entry["file"] for entry in json.loads((out / "manifest.json").read_text())["outputs"]}
@@ -129,7 +139,7 @@ def test_figures_folder_is_swapped_whole_and_its_manifest_lists_exactly_its_file
     monkeypatch.setattr(figures, "model_figures", dies_half_way)
     assert main([*command, "--overwrite"]) == 130
     assert (out / "manifest.json").read_text() == first
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["figs", "tiny.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figs", "logs", "tiny.safetensors"]
     monkeypatch.undo()
     (out / "notes.txt").write_text("the user's")
     assert main([*command, "--overwrite"]) == 2 and (out / "notes.txt").exists()

@@ -26,6 +26,27 @@ def test_every_default_model_has_a_checkpoint_card_and_log():
         assert (CHECKPOINTS / f"{name}.safetensors").stat().st_size < 5e6, name
         assert card(name)["name"] == name
         assert (CHECKPOINTS / "logs" / name / "metrics.jsonl").stat().st_size > 0
+        training = card(name)["training"]  # depth, data, steps and training time on every card
+        assert training["n_layers"] == load_model(CHECKPOINTS / f"{name}.safetensors").cfg.n_layers
+        assert training["data"] == card(name)["dataset"] and training["steps"] == card(name)["step"]
+        assert training["total_steps"] >= training["steps"] and training["total_hours"] > 0
+
+
+def test_the_default_has_the_papers_depth_and_its_card_says_how_it_was_trained():
+    stored = card("sudoku_Lx_H")
+    assert stored["training"]["n_layers"] == 4 and stored["test"]["exact_accuracy"] > 0.1
+
+
+@pytest.mark.slow
+def test_attention_at_the_papers_last_layer_runs_on_the_default(tmp_path, capsys):
+    from air_interp.cli import main
+
+    assert main(["attention", "--layer", "3", "--puzzles", "4", "--bootstrap", "20", "--out", str(tmp_path),
+                 "--quiet", "--threads", "1"]) == 0
+    table = pd.read_csv(tmp_path / "attention_table.csv")
+    assert set(table["layer"]) == {3}
+    for figure in ("attention_contrasts.png", "attention_example_layer3.png"):
+        assert (tmp_path / figure).stat().st_size > 1000
 
 
 @pytest.mark.slow

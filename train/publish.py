@@ -66,7 +66,7 @@ def training_summary(run: Path, step: int) -> dict[str, Any]:
     config = json.loads((run / "config.json").read_text())
     summary: dict[str, Any] = {
         "n_layers": config["model"]["n_layers"], "d_model": config["model"]["d_model"],
-        "data": config["train"]["data"], "steps": step, "dtype": config["train"]["dtype"],
+        "data": config["train"]["data"], "steps": step, "dtype": config["model"]["forward_dtype"],
         "threads": config["train"]["threads"], "hours": round(training_seconds(history(run, step)) / 3600, 2),
     }
     source = config["train"].get("init_from")

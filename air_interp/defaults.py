@@ -20,7 +20,7 @@ DATA = REPO / "data" if IN_CLONE else EMBEDDED / "data"
 DEFAULT_CHECKPOINT = CHECKPOINTS / "sudoku_Lx_H.safetensors"
 # The data each task's default models were trained on (their model cards name it too).
 DEFAULT_DATASETS = {
-    "sudoku": DATA / "sudoku-easy50", "maze8": DATA / "maze-8-unique", "maze10": DATA / "maze-10", "maze15": DATA / "maze-15",
+    "sudoku": DATA / "sudoku-easy34", "maze8": DATA / "maze-8-unique", "maze10": DATA / "maze-10", "maze15": DATA / "maze-15",
 }
 _ONLY_IN_A_CLONE = "" if IN_CLONE else " (a regular install ships the Sudoku default only; the others are in a clone)"
 

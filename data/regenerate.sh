@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the shipped datasets bit for bit (one process; about 16 minutes on one core).
-# sudoku-easy50 and maze-8-unique are the data of the embedded default checkpoints (checkpoints/*.json);
-# sudoku-easy34 is the harder tier the 4-layer Sudoku runs are fine-tuned on (cells stay open for several ACT steps);
+# sudoku-easy34 and maze-8-unique are the data of the embedded default checkpoints (checkpoints/*.json);
+# the Sudoku defaults were first trained on sudoku-easy50, then fine-tuned on the harder 34-clue tier
+# (cells stay open for several ACT steps);
 # maze-10, maze-15 and sudoku-hard were tried and dropped (docs/exploration/).
 set -euo pipefail
 air-interp data generate sudoku --tier easy --clues 50 --train 1000 --test 1000 --seed 0 --overwrite --out data/sudoku-easy50

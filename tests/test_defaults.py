@@ -62,10 +62,11 @@ def test_default_checkpoint_reproduces_its_stored_test_accuracy_on_a_sample(name
     assert result["exact_accuracy"] == pytest.approx(stored["sample"]["exact_accuracy"], abs=1.01 / result["count"])
     assert result["accuracy"] == pytest.approx(stored["sample"]["accuracy"], abs=1e-3)
     # evaluated with the halting rule it was trained with (stored in the checkpoint), the Q head halts
-    # where the run's own evaluation says: at the last step on every puzzle of these defaults
+    # where it did when the card was written
     assert model.cfg.no_act_continue == stored["run_config"]["train"]["no_act_continue"]
-    assert stored["test"]["halt_step"] == model.cfg.halt_max_steps == result["halt_step"]
-    assert result["halted_exact_accuracy"] == result["exact_accuracy"]
+    assert result["halt_step"] == pytest.approx(stored["sample"]["halt_step"], abs=0.05)
+    assert result["halted_exact_accuracy"] == pytest.approx(stored["sample"]["halted_exact_accuracy"],
+                                                            abs=1.01 / result["count"])
 
 
 @pytest.mark.slow

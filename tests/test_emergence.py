@@ -71,7 +71,7 @@ def test_measured_checkpoints_are_not_measured_again(tmp_path, monkeypatch):
     assert len(measured) == 1 and set(again["train_step"]) == {10, 30}
     kept = again[again["train_step"] == 10].reset_index(drop=True)
     assert np.allclose(kept["value"], first["value"], equal_nan=True)
-    other_data = REPO / "data" / "sudoku-easy34"  # measured on other puzzles too, the first measurement stays
+    other_data = REPO / "data" / "sudoku-easy50"  # measured on other puzzles too, the first measurement stays
     on_other = emergence([run], puzzles=PUZZLES, data=other_data, progress=False)
     assert len(measured) == 3 and set(on_other["data"]) == {str(other_data)}
     pd.testing.assert_frame_equal(emergence([run], puzzles=PUZZLES, progress=False), again, check_dtype=False)

@@ -13,8 +13,8 @@ from air_interp.defaults import REPO
 EMBEDDED = {
     "air_interp/embedded/checkpoints/sudoku_Lx_H.safetensors": REPO / "checkpoints" / "sudoku_Lx_H.safetensors",
     "air_interp/embedded/checkpoints/sudoku_Lx_H.json": REPO / "checkpoints" / "sudoku_Lx_H.json",
-    "air_interp/embedded/data/sudoku-easy50/manifest.json": REPO / "data" / "sudoku-easy50" / "manifest.json",
-    "air_interp/embedded/data/sudoku-easy50/test/inputs.npy": REPO / "data" / "sudoku-easy50" / "test" / "inputs.npy",
+    "air_interp/embedded/data/sudoku-easy34/manifest.json": REPO / "data" / "sudoku-easy34" / "manifest.json",
+    "air_interp/embedded/data/sudoku-easy34/test/inputs.npy": REPO / "data" / "sudoku-easy34" / "test" / "inputs.npy",
 }
 
 

@@ -350,7 +350,8 @@ def test_publish_writes_model_card_log_and_a_loadable_model(shift_data, tmp_path
     assert card["step"] == 20 and card["test"]["exact_accuracy"] == records(tmp_path / "run", "eval")[-1]["exact_accuracy"]
     model = load_model(str(tmp_path / "ckpts" / "shift_Lx_H.safetensors"))
     sample = evaluate(model, load_dataset(shift_data).split("test").take(torch.arange(7).numpy()))
-    assert card["sample"] == {"puzzles": 7, "exact_accuracy": sample["exact_accuracy"], "accuracy": sample["accuracy"]}
+    assert card["sample"] == {"puzzles": 7, **{key: sample[key] for key in (
+        "exact_accuracy", "accuracy", "halt_step", "halted_exact_accuracy")}}
     # every probe takes the run directory itself: its latest model
     assert checkpoint_file(tmp_path / "run") == latest_checkpoint(tmp_path / "run") / "model.safetensors"
     assert_bit_identical(load_model(tmp_path / "run").state_dict(), model.state_dict())

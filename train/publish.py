@@ -99,7 +99,8 @@ def model_card(run: Path, name: str, sample: int = SAMPLE) -> dict[str, Any]:
     return {
         "name": name, "variant": model.cfg.variant, "task": model.cfg.task, "dataset": config["train"]["data"],
         "step": step, "training": training_summary(run, step), "test": {k: v for k, v in evaluations[-1].items() if k not in ("kind", "step")},
-        "sample": {"puzzles": head["count"], **{k: head[k] for k in ("exact_accuracy", "accuracy")}},
+        "sample": {"puzzles": head["count"],
+                   **{k: head[k] for k in ("exact_accuracy", "accuracy", "halt_step", "halted_exact_accuracy")}},
         "evaluations": [{k: h[k] for k in ("step", "exact_accuracy", "accuracy", "exact_by_step")}
                         for h in evaluations],
         "run_config": config,

@@ -349,8 +349,9 @@ def test_publish_writes_model_card_log_and_a_loadable_model(shift_data, tmp_path
     assert (tmp_path / "ckpts" / "logs" / "shift_Lx_H" / "emergence.csv").read_text() == "run,train_step\nx,10\n"
     assert card["step"] == 20 and card["test"]["exact_accuracy"] == records(tmp_path / "run", "eval")[-1]["exact_accuracy"]
     model = load_model(str(tmp_path / "ckpts" / "shift_Lx_H.safetensors"))
+    assert model.cfg.forward_dtype == "float32"  # whatever the run trained in
     sample = evaluate(model, load_dataset(shift_data).split("test").take(torch.arange(7).numpy()))
-    assert card["sample"] == {"puzzles": 7, **{key: sample[key] for key in (
+    assert card["sample"] == {"puzzles": 7, "forward_dtype": "float32", **{key: sample[key] for key in (
         "exact_accuracy", "accuracy", "halt_step", "halted_exact_accuracy")}}
     # every probe takes the run directory itself: its latest model
     assert checkpoint_file(tmp_path / "run") == latest_checkpoint(tmp_path / "run") / "model.safetensors"

@@ -83,9 +83,9 @@ def training_summary(run: Path, step: int) -> dict[str, Any]:
     return summary
 
 
-def model_card(run: Path, name: str, sample: int = SAMPLE) -> dict[str, Any]:
+def model_card(run: Path, name: str, sample: int = SAMPLE, dtype: str = "float32") -> dict[str, Any]:
     """The card of the run's latest checkpoint: the run's own evaluation of it on the whole test
-    split and a fresh one on the first ``sample`` test puzzles."""
+    split and a fresh one, in forward dtype ``dtype``, on the first ``sample`` test puzzles."""
     config = json.loads((run / "config.json").read_text())
     step = latest_step(run)
     evaluations = [h for h in history(run, step) if h["kind"] == "eval"]
@@ -93,13 +93,13 @@ def model_card(run: Path, name: str, sample: int = SAMPLE) -> dict[str, Any]:
         raise AirInterpError(f"{run}: the run has no evaluation at its latest checkpoint (step {step}); "
                              "resume it to a step that evaluates (--eval-every)")
     data = Path(config["train"]["data"])
-    model = load_model(run)
+    model = load_model(run, dtype=dtype)
     split = load_dataset(data if data.is_absolute() else REPO / data).split("test")
     head = evaluate(model, split.take(np.arange(min(sample, len(split)))))
     return {
         "name": name, "variant": model.cfg.variant, "task": model.cfg.task, "dataset": config["train"]["data"],
         "step": step, "training": training_summary(run, step), "test": {k: v for k, v in evaluations[-1].items() if k not in ("kind", "step")},
-        "sample": {"puzzles": head["count"],
+        "sample": {"puzzles": head["count"], "forward_dtype": dtype,
                    **{k: head[k] for k in ("exact_accuracy", "accuracy", "halt_step", "halted_exact_accuracy")}},
         "evaluations": [{k: h[k] for k in ("step", "exact_accuracy", "accuracy", "exact_by_step")}
                         for h in evaluations],
@@ -114,14 +114,16 @@ def published_files(out: Path, name: str) -> dict[str, Path]:
             "emergence": out / "logs" / name / RUN_EMERGENCE}
 
 
-def publish(run: Path, name: str, out: Path, sample: int = SAMPLE, overwrite: bool = False) -> dict[str, Any]:
-    """Copy the run's latest model, card, config and log into the folder ``out``; returns the card."""
+def publish(run: Path, name: str, out: Path, sample: int = SAMPLE, overwrite: bool = False,
+            dtype: str = "float32") -> dict[str, Any]:
+    """Copy the run's latest model (with forward dtype ``dtype``), card, config and log into the
+    folder ``out``; returns the card."""
     run = Path(run)
     files = {kind: check_file_target(path, overwrite) for kind, path in published_files(Path(out), name).items()}
     if not (run / "config.json").is_file():
         raise AirInterpError(f"{run}: not a training run directory (no config.json)")
-    card = model_card(run, name, sample)
-    save_model(load_model(run), files["model"])
+    card = model_card(run, name, sample, dtype)
+    save_model(load_model(run, dtype=dtype), files["model"])
     with atomic_path(files["config"]) as tmp:
         shutil.copyfile(run / "config.json", tmp)
     with atomic_path(files["log"]) as tmp:
@@ -143,9 +145,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier publication of NAME there")
     parser.add_argument("--sample", type=positive_int, default=SAMPLE,
                         help=f"test puzzles the tests re-check (default {SAMPLE})")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="forward dtype the published model carries (default float32, whatever the run "
+                             "trained in: an fp32 model evaluates alike on every CPU, and `--dtype auto` "
+                             "still runs it in bf16 where that is fast)")
     args = parser.parse_args(argv)
     try:
-        card = publish(args.run, args.name, args.out, args.sample, args.overwrite)
+        card = publish(args.run, args.name, args.out, args.sample, args.overwrite, args.dtype)
     except AirInterpError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     test = card["test"]

@@ -149,19 +149,22 @@ def _write_cache(run: Path, table: pd.DataFrame) -> None:
 
 
 def run_emergence(run: Path, puzzles: int = 64, data: Optional[Path] = None, batch_size: int = 64,
-                  progress: bool = True, dtype: Optional[str] = None, every: int = 1) -> pd.DataFrame:
+                  progress: bool = True, dtype: Optional[str] = None, every: int = 1,
+                  measure: bool = True) -> pd.DataFrame:
     """The emergence table of one run on ``data`` (default: the run's own) and its first ``puzzles``
     test puzzles: cached rows, plus every checkpoint not measured yet (in the forward ``dtype``:
     ``auto``, ``float32``, ``bfloat16``; None: each checkpoint's own). The cache keeps measurements
     on other data or puzzle counts beside these; a checkpoint measured again (a new dtype, or
     rewritten weights) replaces its earlier rows. With ``every`` > 1 only the checkpoints whose
-    step is a multiple of it, and the latest, are measured (each costs several rollouts)."""
+    step is a multiple of it, and the latest, are measured (each costs several rollouts); with
+    ``measure=False`` none is: the cached rows only."""
     run = Path(run)
     if not run.is_dir():
         raise AirInterpError(f"{run}: no such training run directory")
     start = init_checkpoint(run)  # a fine-tune's curve starts from the weights it started from
     checkpoints = ([(0, start)] if start is not None else []) + run_checkpoints(run)
     checkpoints = [(step, file) for step, file in checkpoints if step % every == 0 or (step, file) == checkpoints[-1]]
+    checkpoints = checkpoints if measure else []
     table = read_cache(run)
     if not checkpoints and table.empty:
         raise AirInterpError(f"{run}: no checkpoints (checkpoints/step_*/model.safetensors) and no {CACHE}")
@@ -197,13 +200,14 @@ def run_emergence(run: Path, puzzles: int = 64, data: Optional[Path] = None, bat
 
 
 def emergence(runs: Sequence[Path], puzzles: int = 64, data: Optional[Path] = None, batch_size: int = 64,
-              progress: bool = True, dtype: Optional[str] = None, every: int = 1) -> pd.DataFrame:
+              progress: bool = True, dtype: Optional[str] = None, every: int = 1,
+              measure: bool = True) -> pd.DataFrame:
     """The emergence tables of several runs (see :func:`run_emergence`), side by side (a ``run``
     column: the directory's name)."""
     names = [Path(run).resolve().name for run in runs]
     if len(set(names)) < len(names):
         raise AirInterpError(f"runs must have different directory names, got {names}")
-    tables = [run_emergence(Path(run), puzzles, data, batch_size, progress, dtype, every).assign(run=name)
+    tables = [run_emergence(Path(run), puzzles, data, batch_size, progress, dtype, every, measure).assign(run=name)
               for run, name in zip(runs, names)]
     return pd.concat(tables, ignore_index=True)[["run", *KEY, *COLUMNS]]
 

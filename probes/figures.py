@@ -117,7 +117,7 @@ def emergence_figures(models: dict[str, Path], tasks: dict[str, str], out: Path)
         runs = [log for name, log in logs.items() if tasks[name] == task and (log / EMERGENCE_CACHE).is_file()]
         if not runs:
             continue
-        table = emergence(runs, progress=False)
+        table = emergence(runs, progress=False, measure=False)  # draw what the logs hold, measure nothing
         files = write_table(table, out / f"emergence_{task}", ["csv"])
         files += plot_emergence(table, out / f"emergence_{task}", title=f"The {task} defaults along training")
         outputs += [{"file": f.name, "runs": [repo_relative(run) for run in runs]} for f in files]

@@ -123,3 +123,12 @@ def test_a_fine_tune_starts_its_curve_from_the_weights_it_started_from(tmp_path)
     pd.testing.assert_frame_equal(table[table["train_step"] == 0].drop(columns=["run", "train_step"]).reset_index(drop=True),
                                   from_source[from_source["train_step"] == 10].drop(columns=["run", "train_step"]).reset_index(drop=True),
                                   check_dtype=False)
+
+
+def test_drawing_without_measuring_leaves_new_checkpoints_and_the_cache_alone(tmp_path):
+    run = fake_run(tmp_path / "run", {10: 1})
+    emergence([run], puzzles=PUZZLES, progress=False)
+    cached = (run / "emergence.csv").read_text()
+    fake_run(run, {10: 1, 20: 2})  # a new checkpoint since: `air-interp figures` must not measure it
+    table = emergence([run], puzzles=PUZZLES, progress=False, dtype="bfloat16", measure=False)
+    assert set(table["train_step"]) == {10} and (run / "emergence.csv").read_text() == cached

@@ -246,7 +246,9 @@ def plot_contrasts(summary: pd.DataFrame, path: Path, title: str = "") -> list[P
         for i, cls in enumerate(classes):
             part = summary[(summary["metric"] == metric) & (summary["cls"] == cls)]
             x = part["layer"].to_numpy() + (i - (len(classes) - 1) / 2) * width
-            err = np.stack([part["mean"] - part["boot_ci_low"], part["boot_ci_high"] - part["mean"]])
+            # A percentile interval over few puzzles (or one rounding away from a constant) need not
+            # contain the row mean; its bar then ends at the mean instead of crossing it.
+            err = np.clip(np.stack([part["mean"] - part["boot_ci_low"], part["boot_ci_high"] - part["mean"]]), 0, None)
             ax.bar(x, part["mean"], width, yerr=err, capsize=2, label=cls, color=f"C{i}")
         ax.axhline(0, color="#444444", linewidth=0.7)
         panel_title, unit = METRIC_LABELS.get(metric, (metric, "L − H"))

@@ -8,7 +8,7 @@ import torch
 
 from air_interp.cli import main
 from air_interp.probes.attention import (PAPER_STEPS, AttentionOptions, attention_contrasts, content_pattern, paper_steps,
-                                         summarize)
+                                         plot_contrasts, summarize)
 from air_interp.probes.lens import decode_state
 from air_interp.tasks import get_task
 
@@ -157,6 +157,18 @@ def test_summary_statistics_against_numpy():
     assert row["boot_ci_low"] < row["mean"] < row["boot_ci_high"]
 
 
+def test_contrast_bars_are_drawn_when_the_bootstrap_interval_misses_the_mean(tmp_path):
+    """Two puzzles with very unequal row counts: the bootstrap averages puzzle-weighted resamples,
+    and with two resamples its percentile interval can lie wholly above or below the row mean."""
+    table = pd.DataFrame({"puzzle": np.repeat([0, 1], [1, 99]), "layer": 0, "cls": "control",
+                          "d_nbr": np.repeat([10.0, 0.0], [1, 99])})
+    for seed, side in [(2, "boot_ci_low"), (4, "boot_ci_high")]:  # the interval above, then below the mean
+        summary = summarize(table, n_boot=2, seed=seed)
+        row = summary.query("cls == 'all'").iloc[0]
+        assert (row[side] > row["mean"]) == (side == "boot_ci_low") and row[side] != row["mean"]
+        assert not row["boot_ci_low"] <= row["mean"] <= row["boot_ci_high"]
+        written = plot_contrasts(summary, tmp_path / f"contrasts_{seed}")
+        assert {p.suffix for p in written} == {".png", ".pdf"} and all(p.stat().st_size > 0 for p in written)
 @pytest.mark.slow
 def test_attention_cli_end_to_end(model, tmp_path, capsys):
     checkpoint = tmp_path / "tiny.safetensors"

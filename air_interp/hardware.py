@@ -145,6 +145,34 @@ def set_threads(threads: Optional[int] = None) -> int:
     return count
 
 
+def numerics_signature() -> str:
+    """The kind of CPU kernels that fp32 results depend on, e.g. ``torch2.13.0-GenuineIntel-AVX512-AMX``.
+
+    The same fp32 operations give the same bits only on the same kernels: matrix products and
+    softmax/norm reductions are vectorised per CPU capability (and per vendor in MKL), and a
+    16-step rollout amplifies a last-bit difference to O(1). So a stored number holds bit for bit
+    only where this signature matches the one it was made under. ``ATEN_CPU_CAPABILITY=avx2``
+    changes it, as it changes the kernels. The definition is the public fixtures' own (their
+    README, "Numerics"), so a signature names the same machine kind there and here.
+    """
+    import platform
+
+    import torch
+
+    fields = _cpuinfo_fields()
+    vendor = fields.get("vendor_id", platform.machine())
+    amx = "-AMX" if " amx_tile" in " " + fields.get("flags", "") else ""
+    return f"torch{torch.__version__.split('+')[0]}-{vendor}-{torch.backends.cpu.get_cpu_capability()}{amx}"
+
+
+def machine_record() -> dict[str, object]:
+    """What every stored result records of the machine behind it: the CPU, its numerics signature
+    (a number is reproducible bit for bit only under the same one) and torch's thread count."""
+    import torch
+
+    return {"cpu": cpu_model(), "numerics": numerics_signature(), "threads": torch.get_num_threads()}
+
+
 def machine_summary() -> str:
     """CPU model, the ISA flags that matter for matmul speed, cores, torch's thread count and version."""
     import torch

@@ -63,14 +63,11 @@ def _load(checkpoint: Optional[str], args: argparse.Namespace):
 
 
 def _write_run_info(out: Path, args: argparse.Namespace, command: str, loaded: list[tuple[Path, "HookedAIR"]]) -> Path:
-    """``<out>/<command>_run.json``: the checkpoints, forward dtype, threads and CPU behind the outputs."""
-    import torch
-
-    from air_interp.hardware import cpu_model
+    """``<out>/<command>_run.json``: the checkpoints, forward dtype, threads, CPU and numerics behind the outputs."""
+    from air_interp.hardware import machine_record
     from air_interp.io import atomic_path
 
-    info = {"command": command, "dtype_requested": args.dtype, "device": args.device,
-            "threads": torch.get_num_threads(), "cpu": cpu_model(),
+    info = {"command": command, "dtype_requested": args.dtype, "device": args.device, **machine_record(),
             "checkpoints": [{"path": str(path), "forward_dtype": model.cfg.forward_dtype} for path, model in loaded]}
     target = out / f"{command}_run.json"
     with atomic_path(target) as tmp:

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pandas as pd
-import torch
 
 from air_interp.checkpoints import checkpoint_file, load_model
 from air_interp.data import load_dataset
 from air_interp.defaults import default_dataset, default_models, repo_relative
-from air_interp.hardware import cpu_model
+from air_interp.hardware import machine_record
 from air_interp.io import atomic_path, check_replaceable_folder, sha256
 from air_interp.model import HookedAIR
 
@@ -155,7 +154,7 @@ def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optio
             "test_puzzles_per_model": puzzles,
             "sweep_test_puzzles": sweep_puzzles or "all",
             "dtype_requested": dtype or "checkpoint",
-            "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads()},
+            "machine": machine_record(),
             "outputs": outputs,
         }
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

@@ -4,13 +4,26 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # commands default to it (air_interp.hardware.default_threads)
 
+import json  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from air_interp import AIRConfig, HookedAIR
+from air_interp.hardware import numerics_signature
 
 FIXTURES = Path(__file__).parent / "data" / "public_checkpoints"
-torch.set_num_threads(1)  # tiny models: one thread is as fast, and never oversubscribes a shared machine
+# One thread, as the fixtures were made; tiny models run as fast, and never oversubscribe a shared machine.
+torch.set_num_threads(1)
+
+# Numerics (../shared/fixtures/README.md, "Numerics"): stored fp32 bits hold only on the kind of CPU
+# kernels that made them. NUMERICS names this machine's kind; RECORDED the kinds with fixture outputs.
+NUMERICS = numerics_signature()
+RECORDED = json.loads((FIXTURES / "signatures.json").read_text())
+# After one ACT step the recorded kinds' kernels differ by at most 2.9e-5 (the public code on Zen 4, its
+# AVX512 against its AVX2 kernels, over all 16 variants); an AVX2-only Zen 3 differs from Zen 4 by
+# 2.9e-5 too. A convention error moves these outputs by 1e-2 or more.
+STEP1_TOLERANCE = 1e-4
 
 
 def tiny_config(variant: str = "Lx_H", task: str = "sudoku", **overrides) -> AIRConfig:

@@ -170,7 +170,7 @@ def _run_eval(args: argparse.Namespace) -> None:
 
     from air_interp.checkpoints import load_model
     from air_interp.data import load_dataset
-    from air_interp.hardware import apply_dtype, set_threads
+    from air_interp.hardware import apply_dtype, machine_record, set_threads
     from air_interp.io import atomic_path, check_file_target
 
     from air_interp.evaluate import evaluate
@@ -191,6 +191,7 @@ def _run_eval(args: argparse.Namespace) -> None:
     print(f"forward dtype {apply_dtype(model, args.dtype)}")
     results = evaluate(model, split, args.batch_size)
     results["forward_dtype"] = model.cfg.forward_dtype
+    results["machine"] = machine_record()
     _print_eval(args.checkpoint, args.split, results)
     if args.json:
         with atomic_path(args.json) as tmp:

@@ -29,6 +29,7 @@ from air_interp.arguments import Parser, positive_int
 from air_interp.defaults import REPO
 from air_interp.errors import AirInterpError
 from air_interp.evaluate import evaluate
+from air_interp.hardware import machine_record
 from air_interp.io import atomic_path, check_file_target
 
 from .checkpoint import latest_checkpoint
@@ -99,7 +100,7 @@ def model_card(run: Path, name: str, sample: int = SAMPLE, dtype: str = "float32
     return {
         "name": name, "variant": model.cfg.variant, "task": model.cfg.task, "dataset": config["train"]["data"],
         "step": step, "training": training_summary(run, step), "test": {k: v for k, v in evaluations[-1].items() if k not in ("kind", "step")},
-        "sample": {"puzzles": head["count"], "forward_dtype": dtype,
+        "sample": {"puzzles": head["count"], "forward_dtype": dtype, "machine": machine_record(),
                    **{k: head[k] for k in ("exact_accuracy", "accuracy", "halt_step", "halted_exact_accuracy")}},
         "evaluations": [{k: h[k] for k in ("step", "exact_accuracy", "accuracy", "exact_by_step")}
                         for h in evaluations],

@@ -286,21 +286,26 @@ def _figures(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     models = _parse_models(args.model) or None
     sweep = Path(args.sweep) if args.sweep else None
-    manifest = regenerate(out, models, sweep, args.puzzles, not args.quiet, args.sweep_puzzles, args.overwrite,
+    manifest = regenerate(out, models, sweep, args.puzzles, not args.quiet, args.overwrite,
                           args.dtype)
     print(f"wrote the figures and tables listed in {manifest}")
 
 
 def _tables(args: argparse.Namespace) -> None:
     from air_interp.output import write_table
-    from .tables import accuracy_rows, find_checkpoints, injection_table, level_token_table
+    from .tables import (PUBLISHED, accuracy_rows, card_rows, find_checkpoints, injection_table, level_token_table,
+                         published_cards)
 
     from air_interp.hardware import set_threads
 
     out = _out_folder(args)
     set_threads(args.threads)
-    rows = accuracy_rows(find_checkpoints(Path(args.directory)), Path(args.data) if args.data else None,
-                         args.puzzles, not args.quiet, args.dtype)
+    directory = Path(args.directory)
+    if any(directory.rglob(f"{PUBLISHED}/*.json")):  # a trained sweep: its cards hold the accuracies
+        rows = card_rows(published_cards(directory))
+    else:
+        rows = accuracy_rows(find_checkpoints(directory), Path(args.data) if args.data else None,
+                             args.puzzles, not args.quiet, args.dtype)
     tables = {"injection_table": injection_table(rows), "level_token_table": level_token_table(rows)}
     for name, table in tables.items():
         print(f"{name}:\n{table.to_string(index=False)}\n")
@@ -413,7 +418,9 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     tables = commands.add_parser(
         "tables", help="injection-ablation and level-token tables from a directory of checkpoints",
         description="Evaluate every checkpoint under DIRECTORY (the latest checkpoint of each training run and "
-                    "loose .safetensors files) on its test split; group by variant and task, mean ± std over seeds.")
+                    "loose .safetensors files) on its test split; group by variant and task, mean ± std over seeds, "
+                    "the paper's number beside. A trained sweep (air-interp sweep) is read from its published "
+                    "runs' cards instead, at once: air-interp tables checkpoints/sweeps")
     tables.add_argument("directory", help="directory holding checkpoints or training runs")
     tables.add_argument("--data", help="dataset directory (default: the shipped dataset of each model's task)")
     tables.add_argument("--puzzles", type=positive_int, help="evaluate on the first N test puzzles only (default all)")
@@ -429,9 +436,9 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
                     "CSV + Markdown + LaTeX tables, manifest.json. Default: the embedded checkpoints.")
     figures.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                          help="a named checkpoint (repeatable; default: the embedded defaults)")
-    figures.add_argument("--sweep", help="directory of checkpoints for the injection and level-token tables")
+    figures.add_argument("--sweep", help="a trained sweep (air-interp sweep --out DIR), or a folder of them: the "
+                                         "injection, level-token and specialisation tables of its published runs")
     figures.add_argument("--puzzles", type=positive_int, default=64, help="test puzzles per model (default 64)")
-    figures.add_argument("--sweep-puzzles", type=positive_int, help="test puzzles per sweep checkpoint (default all)")
     figures.add_argument("--out", default="figures", help="output folder, written as a whole (default figures)")
     figures.add_argument("--overwrite", action="store_true",
                          help="replace an existing --out folder that holds figures of ours and nothing else")

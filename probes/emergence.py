@@ -150,19 +150,21 @@ def _write_cache(run: Path, table: pd.DataFrame) -> None:
 
 def run_emergence(run: Path, puzzles: int = 64, data: Optional[Path] = None, batch_size: int = 64,
                   progress: bool = True, dtype: Optional[str] = None, every: int = 1,
-                  measure: bool = True) -> pd.DataFrame:
+                  measure: bool = True, checkpoints: Optional[Sequence[tuple[int, Path]]] = None) -> pd.DataFrame:
     """The emergence table of one run on ``data`` (default: the run's own) and its first ``puzzles``
     test puzzles: cached rows, plus every checkpoint not measured yet (in the forward ``dtype``:
     ``auto``, ``float32``, ``bfloat16``; None: each checkpoint's own). The cache keeps measurements
     on other data or puzzle counts beside these; a checkpoint measured again (a new dtype, or
     rewritten weights) replaces its earlier rows. With ``every`` > 1 only the checkpoints whose
     step is a multiple of it, and the latest, are measured (each costs several rollouts); with
-    ``measure=False`` none is: the cached rows only."""
+    ``measure=False`` none is: the cached rows only. ``checkpoints`` ((step, model file) pairs)
+    replaces the run's own, e.g. a published run's final model beside its log."""
     run = Path(run)
     if not run.is_dir():
         raise AirInterpError(f"{run}: no such training run directory")
-    start = init_checkpoint(run)  # a fine-tune's curve starts from the weights it started from
-    checkpoints = ([(0, start)] if start is not None else []) + run_checkpoints(run)
+    if checkpoints is None:
+        start = init_checkpoint(run)  # a fine-tune's curve starts from the weights it started from
+        checkpoints = ([(0, start)] if start is not None else []) + run_checkpoints(run)
     checkpoints = [(step, file) for step, file in checkpoints if step % every == 0 or (step, file) == checkpoints[-1]]
     checkpoints = checkpoints if measure else []
     table = read_cache(run)

@@ -3,8 +3,8 @@
 For each named model: the decoded z_H / z_L grids (Figures 2-5), the freeze curves and table
 (Figures 6-7), the attention contrasts, their table and an example heatmap (Figures 8-13), and
 beyond the paper the linear probes and activation patching; then the paper's qualitative claims
-checked on these models (``claims.md``). With a sweep directory: the injection-ablation and
-level-token tables. ``manifest.json`` records, for every file, the checkpoint it came from (path
+checked on these models (``claims.md``). With a trained sweep (``air-interp sweep``): the
+injection-ablation, level-token and specialisation tables of its published runs. ``manifest.json`` records, for every file, the checkpoint it came from (path
 and SHA-256) and the settings.
 
 The folder is written as a whole: everything goes into a fresh folder beside it, which replaces
@@ -38,7 +38,8 @@ from .freeze import freeze_table, plot_freeze, run_freeze
 from .linear import collect, linear_probes, plot_linear_probes
 from air_interp.output import write_table
 from .patching import patch, patch_summary, plot_patching
-from .tables import accuracy_rows, find_checkpoints, injection_table, level_token_table
+from .tables import (card_rows, injection_table, level_token_table, published_cards, specialisation_rows,
+                     specialisation_table)
 
 DEFAULT_MODELS = ("sudoku_Lx_H", "sudoku_Lx_Hx", "maze_Lx_H", "maze_Lx_Hx")
 TABLE_FORMATS = ("csv", "md", "tex")
@@ -124,11 +125,10 @@ def emergence_figures(models: dict[str, Path], tasks: dict[str, str], out: Path)
 
 
 def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optional[Path] = None,
-               puzzles: int = 64, progress: bool = True, sweep_puzzles: Optional[int] = None,
-               overwrite: bool = False, dtype: Optional[str] = None) -> Path:
+               puzzles: int = 64, progress: bool = True, overwrite: bool = False, dtype: Optional[str] = None) -> Path:
     """Write every figure and table into the folder ``out`` with its ``manifest.json``; returns the
-    manifest. ``puzzles`` test puzzles feed each model's probes; the sweep is evaluated on the
-    whole test split unless ``sweep_puzzles`` limits it. ``dtype`` is the forward dtype (``auto``,
+    manifest. ``puzzles`` test puzzles feed each model's probes (and the sweep's claim metrics; its
+    accuracies are its cards', on the whole test split). ``dtype`` is the forward dtype (``auto``,
     ``float32``, ``bfloat16``; None: each checkpoint's own); the manifest records the one each file
     came from. See the module docstring for ``overwrite``."""
     out = check_figures_target(Path(out), overwrite)
@@ -147,12 +147,11 @@ def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optio
         outputs += [{"file": file.name, "models": list(models)} for file in claims_tables(folder, tables, tasks, models)]
         outputs += emergence_figures(models, tasks, folder)
         if sweep is not None:
-            outputs += sweep_tables(sweep, folder, sweep_puzzles, progress, dtype)
+            outputs += sweep_tables(sweep, folder, puzzles, progress)
         manifest = {
             "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "air_interp": version("air-interp"),
             "test_puzzles_per_model": puzzles,
-            "sweep_test_puzzles": sweep_puzzles or "all",
             "dtype_requested": dtype or "checkpoint",
             "machine": machine_record(),
             "outputs": outputs,
@@ -162,12 +161,16 @@ def regenerate(out: Path, models: Optional[dict[str, Path]] = None, sweep: Optio
     return out / MANIFEST
 
 
-def sweep_tables(sweep: Path, out: Path, sweep_puzzles: Optional[int], progress: bool,
-                 dtype: Optional[str] = None) -> list[dict]:
-    """The injection-ablation and level-token tables of a sweep; their manifest entries."""
-    checkpoints = find_checkpoints(sweep)
-    rows = accuracy_rows(checkpoints, max_puzzles=sweep_puzzles, progress=progress, dtype=dtype)
-    files = write_table(rows, out / "sweep_accuracy", ["csv"])
+def sweep_tables(sweep: Path, out: Path, puzzles: int, progress: bool) -> list[dict]:
+    """The injection-ablation, level-token and specialisation tables of a trained sweep's published
+    runs (accuracy from their cards; claim metrics on ``puzzles`` test puzzles, cached beside each
+    run's log); their manifest entries."""
+    cards = published_cards(sweep)
+    rows = card_rows(cards)
+    specialisation = specialisation_rows(cards, puzzles, progress)
+    files = write_table(rows, out / "sweep_runs", ["csv"])
     files += write_table(injection_table(rows), out / "injection_table", TABLE_FORMATS)
     files += write_table(level_token_table(rows), out / "level_token_table", TABLE_FORMATS)
-    return [{"file": f.name, "sweep": str(sweep), "checkpoints": len(checkpoints)} for f in files]
+    files += write_table(specialisation, out / "specialisation_runs", ["csv"])
+    files += write_table(specialisation_table(specialisation), out / "specialisation_table", TABLE_FORMATS)
+    return [{"file": f.name, "sweep": repo_relative(Path(sweep)), "runs": len(cards)} for f in files]

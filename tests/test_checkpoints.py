@@ -12,6 +12,8 @@ from air_interp import AirInterpError, export_official, load_model
 from air_interp.cli import main
 from conftest import FIXTURES, NUMERICS, RECORDED, STEP1_TOLERANCE, random_batch, tiny_model
 
+pytestmark = pytest.mark.numerics
+
 PUBLIC_VARIANTS = ["Lx_H", "L2x_Hx", "minus_x", "gx_linear", "gx_nonlinear", "hadamard", "L2x_H2x_token_addition",
                    "L2x_H2x_token_prepend", "L2x_H2x_token_prepend_persist", "hrm"]
 

@@ -17,6 +17,8 @@ from air_interp.evaluate import evaluate
 from conftest import NUMERICS
 
 FIGURES = REPO / "figures"
+
+pytestmark = pytest.mark.numerics
 PUBLISHED = sorted(path.stem for path in CHECKPOINTS.glob("*.safetensors"))  # the defaults and any extra
 
 

@@ -22,6 +22,8 @@ from air_interp.probes.freeze import freeze
 from conftest import FIXTURES, NUMERICS
 
 PUBLIC_PROBES = Path(__file__).parent / "data" / "public_probes"
+
+pytestmark = pytest.mark.numerics
 ATTENTION_TOLERANCE = 5e-5
 FREEZE_TOLERANCE = 0.005
 

@@ -16,6 +16,8 @@ import torch
 from air_interp import PRESETS, HookedAIR
 from conftest import random_batch, tiny_model
 
+pytestmark = pytest.mark.numerics
+
 Order = Callable[[HookedAIR, str, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 

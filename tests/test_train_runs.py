@@ -1,6 +1,7 @@
 """Training runs end to end: learning, exact resume, data parallelism, safe checkpoints, the CLI."""
 import argparse
 import json
+import shutil
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -395,7 +397,7 @@ def test_model_card_tells_depth_data_steps_and_time_through_a_fine_tune(shift_da
 
 @pytest.mark.slow
 def test_sweep_trains_every_preset_and_seed_resumes_and_feeds_the_tables(shift_data, tmp_path, capsys):
-    from air_interp.probes.tables import accuracy_rows, find_checkpoints, injection_table
+    from air_interp.probes.tables import card_rows, injection_table, published_cards, specialisation_rows
 
     out, data = tmp_path / "sweep", str(shift_data)
     # a run of the sweep that an interruption left at step 1 of 2
@@ -405,7 +407,7 @@ def test_sweep_trains_every_preset_and_seed_resumes_and_feeds_the_tables(shift_d
              "--", "--data", data, "--steps", "2", *TINY_CLI)
     run_cli(*sweep)
     assert "4 runs finished" in capsys.readouterr().out
-    runs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    runs = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != "published")
     assert runs == ["Lx_H_seed0", "Lx_H_seed1", "Lx_Hx_seed0", "Lx_Hx_seed1"]
     assert all(read_state(latest_checkpoint(out / run))["step"] == 2 for run in runs)
     assert records(out / "Lx_Hx_seed1", "train")[0]["step"] == 1  # resumed, not restarted
@@ -420,10 +422,32 @@ def test_sweep_trains_every_preset_and_seed_resumes_and_feeds_the_tables(shift_d
     assert logs == {run: (out / run / "metrics.jsonl").read_text() for run in runs}
     capsys.readouterr()
     run_cli("sweep", "--out", str(out), "--presets", "Lx_H", "Lx_Hx", "--list")
-    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["finished"] * 4
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == ["published"] * 4
 
-    table = injection_table(accuracy_rows(find_checkpoints(out), data=shift_data, progress=False))
+    # every finished run is published with its card; the cards alone make the tables
+    cards = published_cards(out)
+    assert [(card["variant"], card["seed"], card["step"]) for _, card in cards] == [
+        ("Lx_H", 0, 2), ("Lx_H", 1, 2), ("Lx_Hx", 0, 2), ("Lx_Hx", 1, 2)]
+    for model_file, card in cards:
+        assert torch.equal(load_model(model_file).state_dict()["embed_tokens.weight"],
+                           weights(out / card["name"])["embed_tokens.weight"])
+        assert card["test"]["exact_accuracy"] == records(out / card["name"], "eval")[-1]["exact_accuracy"]
+    rows = card_rows(cards)
+    table = injection_table(rows)
     assert list(table["variant"]) == ["Lx_H", "Lx_Hx"] and table["maze4"].str.endswith("(n=2)").all()
+    assert list(table["paper maze"]) == ["71.0", "69.4"]
+    mean = 100 * rows[rows["variant"] == "Lx_H"]["exact_accuracy"].mean()
+    assert table["maze4"][0].startswith(f"{mean:.1f} ± ")
+    # a published run whose directory is gone (a clean clone) stays finished: the sweep trains nothing
+    shutil.rmtree(out / "Lx_H_seed0")
+    run_cli(*sweep)
+    assert not (out / "Lx_H_seed0").exists()
+    # the claim metrics of every final model, cached beside its log: measured once
+    specialisation = specialisation_rows(cards[:1], puzzles=2, progress=False)
+    cache = out / "published" / "logs" / "Lx_H_seed0" / "emergence.csv"
+    stamp = cache.stat().st_mtime_ns
+    pd.testing.assert_frame_equal(specialisation_rows(cards[:1], puzzles=2, progress=False), specialisation)
+    assert cache.stat().st_mtime_ns == stamp and specialisation["z_H undecided"].notna().all()
 
 
 @pytest.mark.parametrize("argv, message", [

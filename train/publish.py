@@ -99,7 +99,7 @@ def model_card(run: Path, name: str, sample: int = SAMPLE, dtype: str = "float32
     head = evaluate(model, split.take(np.arange(min(sample, len(split)))))
     return {
         "name": name, "variant": model.cfg.variant, "task": model.cfg.task, "dataset": config["train"]["data"],
-        "step": step, "training": training_summary(run, step), "test": {k: v for k, v in evaluations[-1].items() if k not in ("kind", "step")},
+        "seed": config["train"]["seed"], "step": step, "training": training_summary(run, step), "test": {k: v for k, v in evaluations[-1].items() if k not in ("kind", "step")},
         "sample": {"puzzles": head["count"], "forward_dtype": dtype, "machine": machine_record(),
                    **{k: head[k] for k in ("exact_accuracy", "accuracy", "halt_step", "halted_exact_accuracy")}},
         "evaluations": [{k: h[k] for k in ("step", "exact_accuracy", "accuracy", "exact_by_step")}

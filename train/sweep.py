@@ -6,7 +6,12 @@
 Everything after ``--`` is passed to ``air-interp train`` for every run. Run ``OUT/<preset>_seed<s>/``
 logs to ``OUT/<preset>_seed<s>.log``. Run the same command again after an interruption: runs that
 were started resume from their latest checkpoint (and stop at once when finished), the others
-start. ``air-interp figures --sweep OUT`` or ``air-interp tables OUT`` makes the tables of it.
+start. A finished run is published into ``OUT/published/`` as a default is (train/publish.py): its
+model ``<preset>_seed<s>.safetensors``, its card ``<preset>_seed<s>.json`` (preset, seed, depth,
+data, steps, hours, test accuracy: what the tables read) and its log under ``logs/``. A published
+run counts as finished even where its run directory is gone, so a sweep is kept (and committed)
+as its published runs plus the directories of the unfinished ones. ``air-interp figures --sweep
+OUT`` makes the tables of it.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from air_interp.errors import AirInterpError
 
 
 PRESET_GROUPS = {"injection": INJECTION_PRESETS, "level-token": LEVEL_TOKEN_PRESETS}
+PUBLISHED = "published"
 
 
 @dataclass(frozen=True)
@@ -38,14 +44,28 @@ class SweepRun:
         return self.directory.with_suffix(".log")
 
     def status(self) -> str:
-        """``new`` (no checkpoint yet), ``started`` or ``finished`` (at its configured step count)."""
+        """``new`` (no checkpoint yet), ``started``, ``finished`` (at its configured step count) or
+        ``published`` (finished, and its model and card are in ``OUT/published/``)."""
         from .checkpoint import latest_checkpoint  # imports torch: not at parser-building time
 
+        if self.card.is_file():
+            return "published"
         checkpoint = latest_checkpoint(self.directory) if self.directory.is_dir() else None
         if checkpoint is None:
             return "new"
         total = json.loads((self.directory / "config.json").read_text())["total_steps"]
         return "finished" if int(checkpoint.name.removeprefix("step_")) >= total else "started"
+
+    @property
+    def card(self) -> Path:
+        return self.directory.parent / PUBLISHED / f"{self.directory.name}.json"
+
+    def publish(self) -> None:
+        """Publish the finished run into ``OUT/published/`` (model, card, log), once."""
+        from .publish import publish
+
+        if not self.card.is_file():
+            publish(self.directory, self.directory.name, self.card.parent)
 
     def command(self, train_args: Sequence[str]) -> list[str]:
         resume = ["--resume"] if self.status() != "new" else []
@@ -75,6 +95,9 @@ def run_sweep(runs: Sequence[SweepRun], train_args: Sequence[str], jobs: int = 1
     waiting = list(runs)
     running: dict[SweepRun, subprocess.Popen[bytes]] = {}
     codes: dict[SweepRun, int] = {}
+    for run in [run for run in waiting if run.status() == "published"]:
+        waiting.remove(run)
+        codes[run] = 0
     while waiting or running:
         while waiting and len(running) < jobs:
             run = waiting.pop(0)
@@ -86,6 +109,11 @@ def run_sweep(runs: Sequence[SweepRun], train_args: Sequence[str], jobs: int = 1
             if process.poll() is not None:
                 codes[run] = running.pop(run).returncode
                 outcome = "finished" if codes[run] == 0 else f"FAILED (exit {codes[run]}; see {run.log})"
+                try:
+                    if codes[run] == 0:
+                        run.publish()
+                except AirInterpError as err:
+                    codes[run], outcome = 2, f"FAILED to publish ({err})"
                 print(f"{outcome:8s} {run.directory.name}", flush=True)
         time.sleep(poll_s if running else 0)
     return codes

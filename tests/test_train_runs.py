@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from train_helpers import TINY_MODEL, ddp_worker, shift_task, tiny_recipe
 
 from air_interp import hardware
+from air_interp.hardware import machine_record
 from air_interp.checkpoints import checkpoint_file, load_model
 from air_interp.config import PRESETS
 from air_interp.errors import AirInterpError
@@ -353,8 +354,8 @@ def test_publish_writes_model_card_log_and_a_loadable_model(shift_data, tmp_path
     model = load_model(str(tmp_path / "ckpts" / "shift_Lx_H.safetensors"))
     assert model.cfg.forward_dtype == "float32"  # whatever the run trained in
     sample = evaluate(model, load_dataset(shift_data).split("test").take(torch.arange(7).numpy()))
-    assert card["sample"] == {"puzzles": 7, "forward_dtype": "float32", **{key: sample[key] for key in (
-        "exact_accuracy", "accuracy", "halt_step", "halted_exact_accuracy")}}
+    assert card["sample"] == {"puzzles": 7, "forward_dtype": "float32", "machine": machine_record(), **{
+        key: sample[key] for key in ("exact_accuracy", "accuracy", "halt_step", "halted_exact_accuracy")}}
     # every probe takes the run directory itself: its latest model
     assert checkpoint_file(tmp_path / "run") == latest_checkpoint(tmp_path / "run") / "model.safetensors"
     assert_bit_identical(load_model(tmp_path / "run").state_dict(), model.state_dict())

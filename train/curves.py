@@ -11,16 +11,13 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from air_interp.arguments import Parser  # noqa: E402
-from air_interp.errors import AirInterpError  # noqa: E402
-from air_interp.io import check_file_target  # noqa: E402
-from air_interp.output import FORMATS, save_figure, styled  # noqa: E402
+from air_interp.arguments import Parser
+from air_interp.errors import AirInterpError
+from air_interp.io import check_file_target
+from air_interp.output import FORMATS, save_figure, styled
 
 
 def read_metrics(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

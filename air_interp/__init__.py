@@ -15,6 +15,7 @@ _HOMES = {
     "AirInterpError": "errors",
     "Site": "hooks", "SiteHookPoint": "hooks",
     "ACTCarry": "model", "HookedAIR": "model", "RolloutOutput": "model",
+    "Trace": "trace",
 }
 __all__ = sorted(_HOMES)
 

@@ -16,7 +16,7 @@ import math
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional, Union, cast
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union, cast
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from .config import AIRConfig
 from .errors import AirInterpError
 from .hooks import Site, SiteHookPoint, StepHooks, SubStepHooks
 from .layers import Block, CastedEmbedding, CastedLinear, Rotary, trunc_normal_
+
+if TYPE_CHECKING:
+    from .trace import Trace
 
 Batch = Union[torch.Tensor, np.ndarray, Mapping[str, Any]]
 
@@ -234,9 +237,10 @@ class HookedAIR(HookedRootModule):
                     z_H = self._update("H", z_H, z_L, x, gx, rope, sub_hooks)
         return z_H, z_L
 
-    def _token_logits(self, z_H: torch.Tensor) -> torch.Tensor:
-        """``lm_head`` at the content positions (the prefix is skipped)."""
-        return self.lm_head(z_H[:, self.cfg.prefix_len:])
+    def unembed(self, z: torch.Tensor) -> torch.Tensor:
+        """The output head on any state: token logits at the content positions ``(batch, seq_len,
+        vocab)``, the prefix (level token, puzzle embedding) skipped. The logit lens is its argmax."""
+        return self.lm_head(z[:, self.cfg.prefix_len:])
 
     def _q_logits(self, z_H: torch.Tensor) -> torch.Tensor:
         """(q_halt, q_continue) logits, read from position 0, in fp32: shape (batch, 2)."""
@@ -264,7 +268,7 @@ class HookedAIR(HookedRootModule):
                 z_H, z_L = z_H.detach(), z_L.detach()
             z_H, z_L = self._segment(z_H, z_L, x, step_hooks, full_grad)
             q = step_hooks.hook_q(self._q_logits(z_H))
-        logits = self._token_logits(z_H).float()
+        logits = self.unembed(z_H).float()
         if return_type == "logits":
             return logits
         assert q is not None  # halt_max_steps >= 1 (cfg.validate)
@@ -319,7 +323,7 @@ class HookedAIR(HookedRootModule):
         data = {k: torch.where(reset.view((-1,) + (1,) * (v.ndim - 1)), batch[k], v) for k, v in carry.data.items()}
         x = self.embed(data["inputs"], data["puzzle_identifiers"])
         z_H, z_L = self._segment(z_H, z_L, x, hooks=None)
-        logits, q = self._token_logits(z_H), self._q_logits(z_H)
+        logits, q = self.unembed(z_H), self._q_logits(z_H)
         outputs = {"logits": logits, "q_halt_logits": q[:, 0], "q_continue_logits": q[:, 1]}
         z_H, z_L = z_H.detach(), z_L.detach()
         with torch.no_grad():
@@ -338,6 +342,18 @@ class HookedAIR(HookedRootModule):
         return ACTCarry(z_H, z_L, steps, halted, data), outputs
 
     # ---- hooks conveniences -----------------------------------------------------------------
+    def trace(self, batch: Batch, states: Optional[Sequence[str]] = None, sites: Sequence[str] = (),
+              keep: str = "states", batch_size: int = 64, progress: bool = False,
+              fwd_hooks: Sequence[tuple[Any, Any]] = ()) -> "Trace":
+        """Every state (and each relative ``site``) at every update, stacked: :func:`air_interp.trace.trace`.
+
+        ``cache = model.trace(batch)``; ``cache.states("z_L")`` is ``(updates, batch, positions, d)``,
+        ``cache.decode("z_H", step=3)`` the logit lens of ACT step 3's H-updates, ``cache.updates("z_L")``
+        which step and sub-step each row is. ``keep="decode"`` keeps only the decodes (1 byte a cell)."""
+        from .trace import trace
+
+        return trace(self, batch, states, sites, keep, batch_size, progress, fwd_hooks)
+
     def hook_names(self, pattern: str = ".*") -> list[str]:
         """Names of the hook points that fully match the regular expression ``pattern``."""
         return [name for name in self.hook_dict if _compile(pattern).fullmatch(name)]

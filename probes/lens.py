@@ -78,7 +78,7 @@ def stream(model: HookedAIR, inputs: np.ndarray, batch_size: int, desc: str, pro
 
 def decode_state(model: HookedAIR, z: torch.Tensor) -> torch.Tensor:
     """The logit lens: argmax of ``lm_head`` at the content positions, as uint8 (batch, seq_len)."""
-    return model._token_logits(z).argmax(-1).to(torch.uint8)
+    return model.unembed(z).argmax(-1).to(torch.uint8)
 
 
 def trace_states(model: HookedAIR, inputs: np.ndarray, states: Sequence[str] = STATES,

@@ -1,0 +1,166 @@
+"""A rollout's states and hook sites stacked by update: ``model.trace(batch)``.
+
+``run_with_cache`` returns a flat dict of one tensor per hook point (about 3,700 names at 16 ACT
+steps). A researcher asks "z_L over every update", "the logit lens of z_H across steps",
+"layer 3's residual at every H-update". :func:`trace` answers that directly: it runs the rollout
+in batches, keeps each state (and each requested site) at every update it occurs, and returns a
+:class:`Trace` whose ``states("z_L")`` is one tensor ``(updates, puzzles, positions, d)``, with
+``updates("z_L")`` saying which ACT step and sub-step each row is.
+
+Memory is the puzzles times what is kept. ``keep="states"`` keeps full tensors (on the CPU, in
+the forward dtype); ``keep="decode"`` keeps only each state's logit-lens decode, one byte per
+cell, so a 1,000-puzzle rollout at the paper's size (96 state updates, 81 cells) takes 7.8 MB
+instead of about 16 GB.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .errors import AirInterpError
+from .hooks import Site
+
+if TYPE_CHECKING:
+    from .model import Batch, HookedAIR
+
+KEEP = ("states", "decode")
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What a traced rollout kept. ``values[name]`` is ``(updates, puzzles, ...)``: a state name
+    (``z_H``, ``z_L``) or a site relative to a sub-step (``hook_f_in``, ``layer.1.hook_resid_post``,
+    ``layer.0.attn.hook_pattern``); ``index[name]`` lists the (ACT step, sub-step, kind) of each row."""
+
+    values: Mapping[str, torch.Tensor]
+    index: Mapping[str, pd.DataFrame]
+    kept: str
+    prefix_len: int
+
+    def updates(self, name: str) -> pd.DataFrame:
+        """Row ``u`` of ``name``'s tensors: columns ``update``, ``step``, ``sub``, ``kind``."""
+        return self.index[self._known(name)]
+
+    def states(self, state: str, step: Optional[int] = None, sub: Optional[int] = None) -> torch.Tensor:
+        """``state`` after each of its updates, ``(updates, puzzles, positions, d)``; ``step`` / ``sub``
+        keep the updates of one ACT step / sub-step."""
+        if self.kept != "states":
+            raise AirInterpError(f"this trace kept only the decoded states (keep={self.kept!r}); "
+                                 "trace with keep='states' for the vectors")
+        return self._select(state, step, sub)
+
+    def site(self, name: str, step: Optional[int] = None, sub: Optional[int] = None) -> torch.Tensor:
+        """A traced site (e.g. ``layer.1.hook_resid_post``) at each sub-step it occurs in."""
+        return self._select(name, step, sub)
+
+    def decode(self, state: str, step: Optional[int] = None, sub: Optional[int] = None) -> torch.Tensor:
+        """The logit lens of ``state`` after each update: tokens ``(updates, puzzles, seq_len)``."""
+        key = f"decode:{state}"
+        if key not in self.values:
+            raise AirInterpError(f"{state!r} was not traced as a state; traced: {', '.join(self._states())}")
+        rows = self._rows(state, step, sub)
+        return self.values[key][rows]
+
+    def _states(self) -> list[str]:
+        return [name.removeprefix("decode:") for name in self.values if name.startswith("decode:")]
+
+    def _known(self, name: str) -> str:
+        if name not in self.index:
+            raise AirInterpError(f"{name!r} was not traced; traced: {', '.join(self.index)}")
+        return name
+
+    def _rows(self, name: str, step: Optional[int], sub: Optional[int]) -> np.ndarray:
+        index = self.updates(name)
+        keep = np.ones(len(index), dtype=bool)
+        if step is not None:
+            keep &= (index["step"] == step).to_numpy()
+        if sub is not None:
+            keep &= (index["sub"] == sub).to_numpy()
+        if not keep.any():
+            raise AirInterpError(f"{name!r} has no update at step={step}, sub={sub}")
+        return np.flatnonzero(keep)
+
+    def _select(self, name: str, step: Optional[int], sub: Optional[int]) -> torch.Tensor:
+        return self.values[self._known(name)][self._rows(name, step, sub)]
+
+
+def state_sites(model: "HookedAIR", state: str) -> list[Site]:
+    """The sub-steps whose update writes ``state`` (``z_L``: the L-updates), in rollout order."""
+    kind = state.removeprefix("z_")
+    if kind not in set(model.cfg.schedule):
+        raise AirInterpError(f"unknown state {state!r}; this model's states: "
+                             f"{', '.join(f'z_{k}' for k in dict.fromkeys(model.cfg.schedule))}")
+    return [Site(step, sub, sub_kind) for step in range(model.cfg.halt_max_steps)
+            for sub, sub_kind in enumerate(model.cfg.schedule) if sub_kind == kind]
+
+
+def site_sites(model: "HookedAIR", site: str) -> list[Site]:
+    """The sub-steps at which the relative hook name ``site`` exists, in rollout order."""
+    found = [Site(step, sub, kind) for step in range(model.cfg.halt_max_steps)
+             for sub, kind in enumerate(model.cfg.schedule) if Site(step, sub).name(site) in model.hook_dict]
+    if not found:
+        raise AirInterpError(f"no hook point matches the site {site!r} at any sub-step "
+                             "(sites are relative to a sub-step, e.g. 'hook_f_in', 'layer.0.hook_resid_post')")
+    return found
+
+
+def _index(sites: Sequence[Site]) -> pd.DataFrame:
+    return pd.DataFrame({"update": range(len(sites)), "step": [s.step for s in sites],
+                         "sub": [s.sub for s in sites], "kind": [s.kind for s in sites]})
+
+
+def trace(model: "HookedAIR", batch: "Batch", states: Optional[Sequence[str]] = None, sites: Sequence[str] = (),
+          keep: str = "states", batch_size: int = 64, progress: bool = False,
+          fwd_hooks: Sequence[tuple[Any, Callable[..., Any]]] = ()) -> Trace:
+    """Roll ``batch`` (tokens or a dict with ``inputs`` and ``puzzle_identifiers``) out in chunks
+    of ``batch_size`` puzzles and keep ``states`` (default: every state) and ``sites`` at every
+    update; ``fwd_hooks`` (TransformerLens pairs) run too, e.g. a freeze. See the module docstring."""
+    if keep not in KEEP:
+        raise AirInterpError(f"keep must be one of {', '.join(KEEP)}, got {keep!r}")
+    if batch_size < 1:
+        raise AirInterpError(f"batch_size must be at least 1, got {batch_size}")
+    inputs, ids = model.prepare_batch(batch)
+    states = list(dict.fromkeys(f"z_{k}" for k in model.cfg.schedule)) if states is None else list(states)
+    where = {state: state_sites(model, state) for state in states}
+    where.update({site: site_sites(model, site) for site in sites})
+    chunks: dict[str, list[list[torch.Tensor]]] = {name: [] for name in [*where, *(f"decode:{s}" for s in states)]}
+    hooks = list(fwd_hooks)
+    for name, located in where.items():
+        point = f"hook_{name}" if name in states else name
+        for update, site in enumerate(located):
+            hooks.append((site.name(point), _recorder(model, name, update, name in states, keep, chunks)))
+    with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
+        for start in tqdm(range(0, len(inputs), batch_size), desc="trace", unit="batch", disable=not progress):
+            for name in chunks:
+                chunks[name].append([])
+            model({"inputs": inputs[start:start + batch_size], "puzzle_identifiers": ids[start:start + batch_size]})
+    values = {name: torch.cat([torch.stack(per_batch) for per_batch in batches], dim=1)
+              for name, batches in chunks.items() if batches and batches[0]}
+    return Trace(values, {name: _index(located) for name, located in where.items()}, keep, model.cfg.prefix_len)
+
+
+def _recorder(model: "HookedAIR", name: str, update: int, is_state: bool, keep: str,
+              chunks: dict[str, list[list[torch.Tensor]]]) -> Callable[..., None]:
+    def record(value: torch.Tensor, hook: Any) -> None:
+        if is_state:
+            chunks[f"decode:{name}"][-1].append(model.unembed(value).argmax(-1).to(torch.uint8).cpu())
+        if keep == "states" or not is_state:
+            chunks[name][-1].append(value.detach().cpu())
+        assert len(chunks[f"decode:{name}" if is_state else name][-1]) == update + 1  # hooks fire in order
+
+    return record
+
+
+def trace_memory_bytes(model: "HookedAIR", puzzles: int, keep: str = "decode",
+                       states: Optional[Sequence[str]] = None) -> int:
+    """What :func:`trace` keeps for ``puzzles`` puzzles (states only): the memory bound it promises."""
+    states = list(dict.fromkeys(f"z_{k}" for k in model.cfg.schedule)) if states is None else list(states)
+    updates = sum(len(state_sites(model, state)) for state in states)
+    cfg = model.cfg
+    per_update = cfg.seq_len if keep == "decode" else cfg.seq_len + cfg.carry_len * cfg.d_model * model.dtype.itemsize
+    return updates * puzzles * per_update

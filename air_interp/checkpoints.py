@@ -22,7 +22,7 @@ import yaml
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .config import AIRConfig, variant_fields
+from .config import AIRConfig, check_field, variant_fields
 from .defaults import REPO
 from .errors import AirInterpError
 from .hardware import apply_dtype, slow_bf16_warning
@@ -61,7 +61,7 @@ def _load_ours(path: Path) -> tuple[AIRConfig, dict[str, torch.Tensor]]:
         raise AirInterpError(f"{path}: safetensors file has no air-interp config in its metadata")
     try:
         return AIRConfig.from_json(metadata["config"]), tensors
-    except (AirInterpError, TypeError) as err:
+    except AirInterpError as err:
         raise AirInterpError(f"{path}: bad config in its metadata: {_first_line(err)}") from None
 
 
@@ -120,8 +120,14 @@ def _read_official_state(path: Path) -> dict[str, torch.Tensor]:
                              "(corrupt, or it holds objects other than tensors)") from None
     except Exception as err:  # torch raises many types for a truncated or foreign file
         raise AirInterpError(f"{path}: not a readable PyTorch state dict ({_first_line(err)})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
         raise AirInterpError(f"{path}: expected a state dict of tensors")
+    twice = next((k for k in state if k.startswith(_COMPILED_PREFIX) and k.removeprefix(_COMPILED_PREFIX) in state),
+                 None)
+    if twice is not None:
+        raise AirInterpError(f"{path}: key {twice.removeprefix(_COMPILED_PREFIX)} is there both with and without "
+                             f"the {_COMPILED_PREFIX} prefix; a state dict holds each weight once")
     return {k.removeprefix(_COMPILED_PREFIX): v for k, v in state.items()}
 
 
@@ -130,22 +136,34 @@ def _official_config(path: Path, state: dict[str, torch.Tensor], seq_len: Option
     if not config_file.is_file():
         raise AirInterpError(f"{path}: no all_config.yaml beside it (the public code writes one per run)")
     try:
-        arch = (yaml.safe_load(config_file.read_text()) or {}).get("arch")
-    except yaml.YAMLError as err:
+        document = yaml.safe_load(config_file.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise AirInterpError(f"{config_file}: not valid YAML ({_first_line(err)})") from None
+    arch = document.get("arch") if isinstance(document, dict) else None
     if not isinstance(arch, dict) or "name" not in arch:
         raise AirInterpError(f"{config_file}: no arch.name entry")
-    fields = _variant_from_arch_name(str(arch["name"]), config_file)
-    fields.update({ours: arch[theirs] for theirs, ours in _ARCH_FIELDS.items() if theirs in arch})
-    fields.setdefault("forward_dtype", "bfloat16")
-    fields["n_layers"] = arch.get("L_layers", 4)
-    if fields.get("arch") == "hrm":
-        fields["H_layers"] = arch.get("H_layers", fields["n_layers"])
+    fields = _arch_fields(arch, config_file)
     fields.update(_shapes_from_state(state, fields, config_file, seq_len))
     try:
         return AIRConfig.from_dict(fields)
-    except (TypeError, AirInterpError) as err:
+    except AirInterpError as err:
         raise AirInterpError(f"{config_file}: {_first_line(err)}") from None
+
+
+def _arch_fields(arch: dict[str, Any], config_file: Path) -> dict[str, Any]:
+    """The AIRConfig fields the YAML's ``arch`` entry sets, each checked (one line naming the key)."""
+    fields = _variant_from_arch_name(str(arch["name"]), config_file)
+    keys = dict(_ARCH_FIELDS, L_layers="n_layers")
+    hrm = fields.get("arch") == "hrm"
+    if hrm:
+        keys["H_layers"] = "H_layers"  # AIR has one stack; the public code writes H_layers there too
+    fields.update({ours: check_field(ours, arch[theirs], f"{config_file}: arch.{theirs}")
+                   for theirs, ours in keys.items() if theirs in arch})
+    fields.setdefault("forward_dtype", "bfloat16")
+    fields.setdefault("n_layers", 4)
+    if hrm:
+        fields.setdefault("H_layers", fields["n_layers"])
+    return fields
 
 
 def _shapes_from_state(state: dict[str, torch.Tensor], fields: dict[str, Any], source: Path,
@@ -189,6 +207,7 @@ def load_official(path: PathLike, seq_len: Optional[int] = None) -> HookedAIR:
         if tensor.numel() != expected.numel() or tensor.squeeze().shape != expected.squeeze().shape:
             raise AirInterpError(
                 f"{path}: key {theirs} has shape {tuple(tensor.shape)}, expected {tuple(expected.shape)}")
+        _check_dtype(path, theirs, tensor, expected)
         ours[key] = tensor.reshape(expected.shape)
     if state:
         raise AirInterpError(f"{path}: unexpected key {sorted(state)[0]} for variant {cfg.variant} "
@@ -258,6 +277,13 @@ def checkpoint_file(path: PathLike) -> Path:
                 return candidate.resolve()  # the step behind "latest", which a running job may move
         return _official_step_file(path)
     return path
+
+
+def checkpoint_inputs(path: PathLike) -> list[Path]:
+    """The files :func:`load_model` reads for ``path``: the checkpoint file, and beside a public
+    ``step_<N>`` its ``all_config.yaml`` (what a command that loads ``path`` must not write over)."""
+    file = checkpoint_file(path)
+    return [file] if _is_safetensors(file) else [file, file.parent / "all_config.yaml"]
 
 
 def run_checkpoints(run_dir: PathLike) -> list[tuple[int, Path]]:
@@ -334,10 +360,18 @@ def _checked(model: HookedAIR, tensors: dict[str, torch.Tensor], path: Path) -> 
             raise AirInterpError(f"{path}: missing key {key}")
         if tensors[key].shape != tensor.shape:
             raise AirInterpError(f"{path}: key {key} has shape {tuple(tensors[key].shape)}, expected {tuple(tensor.shape)}")
+        _check_dtype(path, key, tensors[key], tensor)
     extra = sorted(set(tensors) - set(expected))
     if extra:
         raise AirInterpError(f"{path}: unexpected key {extra[0]} ({len(extra)} unexpected in all)")
     return tensors
+
+
+def _check_dtype(path: Path, key: str, tensor: torch.Tensor, expected: torch.Tensor) -> None:
+    """A floating weight is stored as floats (an integer or bool tensor would be cast without a word)."""
+    if expected.is_floating_point() and not tensor.is_floating_point():
+        raise AirInterpError(f"{path}: key {key} holds {str(tensor.dtype).removeprefix('torch.')} values; "
+                             "weights must be floating point (float32, bfloat16, float16 or float64)")
 
 
 def _assign(model: HookedAIR, tensors: dict[str, torch.Tensor], path: Path) -> None:

@@ -15,9 +15,10 @@ from .errors import AirInterpError
 
 
 def _convert(args: argparse.Namespace) -> None:
-    from .checkpoints import convert
-    from .io import check_file_target
+    from .checkpoints import checkpoint_inputs, convert
+    from .io import check_file_target, check_not_input
 
+    check_not_input(args.out, checkpoint_inputs(args.official))
     check_file_target(args.out, args.overwrite)
     cfg = convert(args.official, args.out)
     print(f"wrote {args.out}: variant {cfg.variant}, task {cfg.task}, d_model {cfg.d_model}, "

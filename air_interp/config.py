@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .allowed import Allowed
 from .errors import AirInterpError
 from .tasks import get_task
 
@@ -21,6 +22,8 @@ Arch = Literal["air", "hrm"]
 Operator = Literal["add", "minus", "linear", "nonlinear", "hadamard"]
 LevelToken = Literal["none", "addition", "prepend_strip", "prepend_persist"]
 
+ARCHS = ("air", "hrm")
+POS_ENCODINGS = ("rope", "learned")
 OPERATORS = ("add", "minus", "linear", "nonlinear", "hadamard")
 LEVEL_TOKENS = ("none", "addition", "prepend_strip", "prepend_persist")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -80,39 +83,48 @@ def variant_fields(name: str) -> dict[str, Any]:
     return dict(n_L=_count(match.group(1)), n_H=_count(match.group(2)))
 
 
+_COUNT, _POSITIVE = Allowed(int, low=0), Allowed(int, low=1)
+_ALLOWED = "allowed"  # the field metadata key of what a field may hold
+
+
+def _field(default: Any, allowed: Allowed) -> Any:
+    """A config field with its default and what it may hold (checked by :meth:`AIRConfig.validate`)."""
+    return dataclasses.field(default=default, metadata={_ALLOWED: allowed})
+
+
 @dataclass
 class AIRConfig:
     """Everything needed to build a model. Defaults are the paper's sizes for Sudoku."""
 
-    task: str = "sudoku"
-    vocab_size: int = 11
-    seq_len: int = 81
+    task: str = _field("sudoku", Allowed(str))
+    vocab_size: int = _field(11, _POSITIVE)
+    seq_len: int = _field(81, _POSITIVE)
     # Variant
-    arch: Arch = "air"
-    n_L: int = 1
-    n_H: int = 0
-    operator: Operator = "add"
-    level_token: LevelToken = "none"
+    arch: Arch = _field("air", Allowed(str, choices=ARCHS))
+    n_L: int = _field(1, _COUNT)
+    n_H: int = _field(0, _COUNT)
+    operator: Operator = _field("add", Allowed(str, choices=OPERATORS))
+    level_token: LevelToken = _field("none", Allowed(str, choices=LEVEL_TOKENS))
     # Sizes
-    d_model: int = 512
-    n_heads: int = 8
-    n_layers: int = 4
-    H_layers: int | None = None  # HRM only: depth of the H network (default n_layers)
-    expansion: float = 4.0
-    pos_encodings: Literal["rope", "learned"] = "rope"
-    rope_theta: float = 10000.0
-    rms_norm_eps: float = 1e-5
-    puzzle_emb_ndim: int = 512
-    num_puzzle_identifiers: int = 1
+    d_model: int = _field(512, _POSITIVE)
+    n_heads: int = _field(8, _POSITIVE)
+    n_layers: int = _field(4, _POSITIVE)
+    H_layers: int | None = _field(None, Allowed(int, low=1, optional=True))  # HRM only: H depth (default n_layers)
+    expansion: float = _field(4.0, Allowed(float, low=0, above=True))
+    pos_encodings: Literal["rope", "learned"] = _field("rope", Allowed(str, choices=POS_ENCODINGS))
+    rope_theta: float = _field(10000.0, Allowed(float, low=0, above=True))
+    rms_norm_eps: float = _field(1e-5, Allowed(float, low=0, above=True))
+    puzzle_emb_ndim: int = _field(512, _COUNT)
+    num_puzzle_identifiers: int = _field(1, _POSITIVE)
     # Recurrence and halting
-    H_cycles: int = 2
-    L_cycles: int = 2
-    halt_max_steps: int = 16
-    halt_exploration_prob: float = 0.1
+    H_cycles: int = _field(2, _POSITIVE)
+    L_cycles: int = _field(2, _POSITIVE)
+    halt_max_steps: int = _field(16, _POSITIVE)
+    halt_exploration_prob: float = _field(0.1, Allowed(float, low=0, high=1))
     # The halting rule the Q head was trained with: False is the paper's (halt when
     # q_halt > q_continue, Q-continue target from one more segment), True is TRM's (halt when q_halt > 0).
-    no_act_continue: bool = False
-    forward_dtype: str = "bfloat16"
+    no_act_continue: bool = _field(False, Allowed(bool))
+    forward_dtype: str = _field("bfloat16", Allowed(str, choices=DTYPES))
 
     def __post_init__(self) -> None:
         self.validate()
@@ -136,7 +148,7 @@ class AIRConfig:
         if not isinstance(data, dict):
             raise AirInterpError(f"a config is a JSON object of fields, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
             raise AirInterpError(f"unknown config field(s): {', '.join(unknown)}")
         return cls(**data)
@@ -210,24 +222,14 @@ class AIRConfig:
         return f"{counts}_token_{_LEVEL_TOKEN_NAMES[self.level_token]}"
 
     def validate(self) -> None:
-        """Raise a one-line AirInterpError for any inconsistent setting."""
+        """Each field as its declared :class:`Allowed` holds it (an integral float becomes an int),
+        then the settings together; a one-line AirInterpError for the first value that does not fit."""
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, check_field(field.name, getattr(self, field.name)))
         checks = [
             (_known_task(self.task), f"unknown task {self.task!r}; known: sudoku, maze, maze<side> (side 4..64)"),
-            (self.arch in ("air", "hrm"), f"arch must be 'air' or 'hrm', got {self.arch!r}"),
-            (self.operator in OPERATORS, f"operator must be one of {OPERATORS}, got {self.operator!r}"),
-            (self.level_token in LEVEL_TOKENS, f"level_token must be one of {LEVEL_TOKENS}, got {self.level_token!r}"),
-            (self.forward_dtype in DTYPES, f"forward_dtype must be one of {DTYPES}, got {self.forward_dtype!r}"),
-            (self.pos_encodings in ("rope", "learned"), f"pos_encodings must be 'rope' or 'learned', got {self.pos_encodings!r}"),
-            (self.n_L >= 0 and self.n_H >= 0, "injection counts n_L, n_H must be >= 0"),
-            (self.d_model > 0 and self.n_heads > 0 and self.d_model % self.n_heads == 0,
-             f"d_model ({self.d_model}) must be a positive multiple of n_heads ({self.n_heads})"),
+            (self.d_model % self.n_heads == 0, f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})"),
             (self.pos_encodings == "learned" or self.head_dim % 2 == 0, "RoPE needs an even head_dim"),
-            (self.n_layers > 0 and (self.H_layers is None or self.H_layers > 0), "layer counts must be > 0"),
-            (self.H_cycles > 0 and self.L_cycles > 0, "H_cycles and L_cycles must be > 0"),
-            (self.halt_max_steps > 0, "halt_max_steps must be > 0"),
-            (self.vocab_size > 0 and self.seq_len > 0, "vocab_size and seq_len must be > 0"),
-            (self.puzzle_emb_ndim >= 0 and self.num_puzzle_identifiers > 0,
-             "puzzle_emb_ndim must be >= 0 and num_puzzle_identifiers > 0"),
             (self.operator == "add" or (self.n_L, self.n_H) == (1, 0),
              f"operator {self.operator!r} is defined on the (1, 0) wiring only, got ({self.n_L}, {self.n_H})"),
             (self.operator == "add" or self.level_token == "none", "operator forms and level tokens do not combine"),
@@ -239,9 +241,19 @@ class AIRConfig:
                 raise AirInterpError(message)
 
 
-def _known_task(name: Any) -> bool:
+def check_field(name: str, value: Any, label: str | None = None) -> Any:
+    """``value`` as the config field ``name`` holds it, or a one-line AirInterpError naming
+    ``label`` (default: the field), the value and what the field allows."""
+    return _FIELD_ALLOWED[name].check(value, label or name)
+
+
+_FIELD_ALLOWED: dict[str, Allowed] = {field.name: field.metadata[_ALLOWED]
+                                      for field in dataclasses.fields(AIRConfig)}
+
+
+def _known_task(name: str) -> bool:
     try:
         get_task(name)
-    except (AirInterpError, TypeError):
+    except AirInterpError:
         return False
     return True

@@ -5,7 +5,8 @@ Q-halting statistics say what adaptive halting would have given: the segment whe
 first says "halt" under the halting rule the model was trained with (``HookedAIR.halts``: the
 paper's q_halt > q_continue, or TRM's q_halt > 0), the accuracy of the prediction there, and
 whether the final q_halt sign predicts correctness. Exact accuracy after each segment is
-reported too.
+reported too. A model whose states or logits stop being finite gives no metrics: the evaluation
+ends in an AirInterpError naming the first ACT step that went non-finite.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import torch
 import torch.distributed as dist
 
 from .data.dataset import Split
-from .model import HookedAIR
+from .errors import AirInterpError
+from .model import ACTCarry, HookedAIR
 
 IGNORE_LABEL = 0  # PAD: positions whose label is PAD are not supervised (nor scored)
 
@@ -38,16 +40,25 @@ def _segment_stats(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     return correct == counts, correct / counts.clamp_min(1)
 
 
+def _finite(carry: ACTCarry, out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """True (a 0-d tensor) when the segment's states and logits are all finite."""
+    values = (carry.z_H, carry.z_L, out["logits"], out["q_halt_logits"], out["q_continue_logits"])
+    return torch.stack([torch.isfinite(v).all() for v in values]).all()
+
+
 @torch.inference_mode()
 def _evaluate_batch(model: HookedAIR, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Summed statistics of one batch (a tensor per name; ``exact_by_step`` has one entry per segment)."""
+    """Summed statistics of one batch (a tensor per name; ``exact_by_step`` has one entry per segment,
+    ``diverged_at`` is the first ACT step, from 1, whose states or logits are not finite, or 0)."""
     n_steps = model.cfg.halt_max_steps
     carry = model.initial_carry(batch)
     exact = []
     halt_step = torch.zeros_like(batch["inputs"][:, 0])  # 0: the Q head has not said "halt" yet
     halted_exact = torch.zeros_like(halt_step, dtype=torch.bool)
+    diverged_at = torch.zeros((), dtype=torch.long, device=halt_step.device)
     for step in range(1, n_steps + 1):
         carry, out = model.act_step(carry, batch)
+        diverged_at = torch.where((diverged_at == 0) & ~_finite(carry, out), step, diverged_at)
         seq_exact, cells = _segment_stats(out["logits"], batch["labels"])
         exact.append(seq_exact)
         q_halt = out["q_halt_logits"]
@@ -64,6 +75,7 @@ def _evaluate_batch(model: HookedAIR, batch: dict[str, torch.Tensor]) -> dict[st
         "halt_step": halt_step.sum().float(),
         "halted_exact_accuracy": halted_exact.sum().float(),
         "exact_by_step": torch.stack([e.sum().float() for e in exact]),
+        "diverged_at": diverged_at,
     }
 
 
@@ -75,20 +87,29 @@ def evaluate(model: HookedAIR, split: Split, batch_size: int = 256, rank: int = 
     """Metrics over the whole ``split``: averages per puzzle, ``count`` puzzles.
 
     Each rank takes a contiguous shard and the sums are all-reduced, so every rank returns the
-    metrics of the whole split.
+    metrics of the whole split (or, on every rank alike, the AirInterpError of a diverged model).
     """
     was_training = model.training
     model.eval()
     rows = np.array_split(np.arange(len(split)), world_size)[rank]
-    totals = torch.zeros(len(_SCALARS) + model.cfg.halt_max_steps, dtype=torch.float64, device=model.device)
+    n_steps = model.cfg.halt_max_steps
+    totals = torch.zeros(len(_SCALARS) + n_steps, dtype=torch.float64, device=model.device)
+    diverged_at = torch.tensor(n_steps + 1, device=model.device)  # n_steps + 1: never
     try:
         for start in range(0, len(rows), batch_size):
             stats = _evaluate_batch(model, make_batch(split, rows[start:start + batch_size], model.device))
+            if stats["diverged_at"] > 0:
+                diverged_at = stats["diverged_at"]
+                break
             totals += torch.cat([torch.stack([stats[k] for k in _SCALARS]), stats["exact_by_step"]]).double()
     finally:
         model.train(was_training)
     if world_size > 1:
         dist.all_reduce(totals)
+        dist.all_reduce(diverged_at, op=dist.ReduceOp.MIN)
+    if diverged_at <= n_steps:
+        raise AirInterpError(f"the model's states or logits are not finite (NaN or inf) from ACT step "
+                             f"{int(diverged_at)} of {n_steps} on; a diverged model gives no metrics")
     values = totals.cpu().numpy()
     count = max(values[0], 1.0)
     result: dict[str, Any] = {"count": int(values[0])}

@@ -2,7 +2,7 @@
 
 A result is either completely there or not there at all (:func:`atomic_path`), and nothing the
 user has is lost: a command refuses, before any compute, to write where it would replace
-something it did not create.
+something it did not create, and never writes over one of its own inputs (:func:`check_not_input`).
 
 - one file (:func:`check_file_target`): an existing file is replaced only with ``overwrite``;
 - files put into a folder (:func:`check_folder_target`): a non-empty folder is written into only
@@ -21,7 +21,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -142,6 +142,18 @@ def check_writable_location(path: PathLike) -> Path:
     except OSError as err:
         raise AirInterpError(f"{path}: cannot create files in {place} ({err.strerror})") from None
     return path
+
+
+def check_not_input(output: PathLike, inputs: Iterable[PathLike]) -> None:
+    """``output`` is none of the command's ``inputs`` and lies in none of its input folders, after
+    resolving symlinks and ``..`` (so a command never writes over what it reads)."""
+    target = Path(output).resolve()
+    for item in inputs:
+        source = Path(item).resolve()
+        if target == source or (source.is_dir() and target.is_relative_to(source)):
+            where = "is" if target == source else "lies inside"
+            raise AirInterpError(f"{output} {where} this command's input {item}; "
+                                 "an output must be neither an input nor inside one, choose another path")
 
 
 def check_file_target(path: PathLike, overwrite: bool = False) -> Path:

@@ -20,13 +20,14 @@ from air_interp.arguments import Parser, add_compute_options, non_negative_int, 
 from air_interp.config import PRESETS, AIRConfig, variant_fields
 from air_interp.errors import AirInterpError
 
-from .config import SCALE_MODELS, SCALES, TrainConfig
+from .config import LENGTH_FIELDS, RECIPE_FIELDS, SCALES, TrainConfig
 
 # TrainConfig fields with their own option (or none); the rest are generated.
 _HANDLED = ("variant", "data", "scale", "model", "steps", "epochs", "seed")
 # AIRConfig fields a user may override (the variant and the task fix the others).
 MODEL_OPTIONS = ("d_model", "n_heads", "n_layers", "H_layers", "expansion", "pos_encodings", "rope_theta",
                  "rms_norm_eps", "puzzle_emb_ndim", "H_cycles", "L_cycles", "halt_max_steps", "halt_exploration_prob")
+_MODEL_DEFAULTS = {f.name: f.default for f in dataclasses.fields(AIRConfig)}
 _ALIASES = {"global_batch_size": ("--batch-size",)}
 _HELP = {
     "augmentations": "random symmetries added per training puzzle (default: 1000 for Sudoku, 0 for mazes)",
@@ -83,7 +84,8 @@ def _add_train(commands: Any) -> None:
                     "Multi-GPU: torchrun --nproc_per_node=N -m air_interp.train.cli train ... "
                     "(gloo on CPU, NCCL on GPU).")
     parser.add_argument("--preset", metavar="NAME", help="model variant (default Lx_H, 'AIR')")
-    parser.add_argument("--data", help="dataset directory (air-interp data ...); taken from the run on --resume")
+    parser.add_argument("--data", help="dataset directory (air-interp data ...); on --resume the run's own "
+                                       "(it may be repeated, not changed)")
     parser.add_argument("--out", required=True, help="run directory (config, metrics, checkpoints)")
     parser.add_argument("--scale", choices=SCALES, help="sizes and recipe (default paper)")
     length = parser.add_mutually_exclusive_group()
@@ -113,11 +115,11 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = vars(args)
     recipe = {f.name: given[f.name] for f in dataclasses.fields(TrainConfig)
               if f.name not in ("variant", "data", "scale", "model") and f.name in given}
-    if "epochs" in given:
-        recipe["steps"] = None
     model = {name: given[name] for name in MODEL_OPTIONS if name in given}
     if args.resume:
-        return _resumed_config(load_run_config(args.out), args, model).replace(**recipe)
+        return _resumed_config(load_run_config(args.out), args, recipe, model)
+    if "epochs" in given:
+        recipe["steps"] = None
     if args.data is None:
         raise AirInterpError("--data is required (a dataset directory)")
     variant = args.preset or "Lx_H"
@@ -125,15 +127,46 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig.for_scale(args.scale or "paper", variant=variant, data=args.data, model=model, **recipe)
 
 
-def _resumed_config(stored: TrainConfig, args: argparse.Namespace, model: dict[str, Any]) -> TrainConfig:
-    """The stored config; the variant, scale and model sizes may be repeated but not changed."""
-    sizes = dict(SCALE_MODELS[stored.scale], **stored.model)
-    changed = [name for name, value in model.items() if sizes.get(name, value) != value]
-    changed += [f"--{name}" for name, value in (("preset", args.preset), ("scale", args.scale))
-                if value is not None and value != getattr(stored, "variant" if name == "preset" else name)]
+def _resumed_config(stored: TrainConfig, args: argparse.Namespace, recipe: dict[str, Any],
+                    model: dict[str, Any]) -> TrainConfig:
+    """The stored config with the run options given (:data:`~.config.RUN_OPTIONS`) and maybe a
+    longer length; the variant, scale, model sizes and recipe may be repeated but not changed."""
+    if args.data is not None:
+        recipe = dict(recipe, data=args.data)
+    changed = _model_changes(stored, args, model) + _recipe_changes(stored, recipe) + _length_changes(stored, recipe)
     if changed:
-        raise AirInterpError(f"--resume continues the stored run; it cannot change {', '.join(changed)}")
-    return stored.replace(data=args.data) if args.data else stored
+        raise AirInterpError(f"--resume continues the stored run; it cannot change {'; '.join(changed)}")
+    return stored.replace(**{name: value for name, value in recipe.items() if name not in RECIPE_FIELDS})
+
+
+def _model_changes(stored: TrainConfig, args: argparse.Namespace, model: dict[str, Any]) -> list[str]:
+    sizes = dict(_MODEL_DEFAULTS, **stored.model_sizes())
+    changed = [f"{name} (stored {sizes[name]}, given {value})" for name, value in model.items() if sizes[name] != value]
+    named = (("preset", args.preset, stored.variant), ("scale", args.scale, stored.scale))
+    return changed + [f"--{name} (stored {kept}, given {value})" for name, value, kept in named
+                      if value is not None and value != kept]
+
+
+def _recipe_changes(stored: TrainConfig, recipe: dict[str, Any]) -> list[str]:
+    return [f"{_option(name)} (stored {getattr(stored, name)!r}, given {value!r})" for name, value in recipe.items()
+            if name in RECIPE_FIELDS and not _repeats(name, getattr(stored, name), value)]
+
+
+def _repeats(name: str, stored: Any, given: Any) -> bool:
+    """``given`` on --resume names the stored value: the same value, the same dataset folder however
+    it is spelled, or the dtype ``auto`` (the run recorded what auto chose)."""
+    if name == "data":
+        return given == stored or Path(given).resolve() == Path(stored).resolve()
+    return given == stored or (name == "dtype" and given == "auto")
+
+
+def _length_changes(stored: TrainConfig, recipe: dict[str, Any]) -> list[str]:
+    """A resumed run may be made longer in the unit it counts its length in (steps or epochs), not shorter."""
+    unit = "steps" if stored.steps is not None else "epochs"
+    return [f"{_option(name)} (stored {_option(unit)} {getattr(stored, unit)}, given {_option(name)} {value}; "
+            f"a resumed run can only be made longer, in {_option(unit)})"
+            for name, value in recipe.items()
+            if name in LENGTH_FIELDS and (name != unit or value < getattr(stored, unit))]
 
 
 def _run_train(args: argparse.Namespace) -> None:
@@ -168,14 +201,15 @@ def _add_eval(commands: Any) -> None:
 def _run_eval(args: argparse.Namespace) -> None:
     import torch
 
-    from air_interp.checkpoints import load_model
+    from air_interp.checkpoints import checkpoint_inputs, load_model
     from air_interp.data import load_dataset
     from air_interp.hardware import apply_dtype, machine_record, set_threads
-    from air_interp.io import atomic_path, check_file_target
+    from air_interp.io import atomic_path, check_file_target, check_not_input
 
     from air_interp.evaluate import evaluate
 
     if args.json:
+        check_not_input(args.json, [*checkpoint_inputs(args.checkpoint), args.data])
         check_file_target(args.json, args.overwrite)
     set_threads(args.threads)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device

@@ -159,6 +159,14 @@ class TrainConfig:
         (fp32) and 1.7x (bf16) as fast compiled, and off on CUDA (not measured yet)."""
         return device_type == "cpu" if self.compile is None else self.compile
 
+    def model_sizes(self) -> dict[str, Any]:
+        """The AIRConfig fields this run sets: the scale's sizes, then the ``model`` overrides."""
+        fields = dict(SCALE_MODELS[self.scale])
+        fields.update(self.model)
+        if "d_model" in self.model and "puzzle_emb_ndim" not in self.model:
+            fields["puzzle_emb_ndim"] = self.model["d_model"]
+        return fields
+
     def model_config(self, task: str, device_type: str = "cpu") -> AIRConfig:
         """The AIRConfig of this run: the variant, the scale's sizes, then ``model`` overrides.
 
@@ -168,11 +176,18 @@ class TrainConfig:
         trained with. Every dataset here has one puzzle identifier, as in the public Sudoku and
         maze data.
         """
-        fields = dict(SCALE_MODELS[self.scale])
-        fields.update(self.model)
-        if "d_model" in self.model and "puzzle_emb_ndim" not in self.model:
-            fields["puzzle_emb_ndim"] = self.model["d_model"]
+        fields = self.model_sizes()
         fields.setdefault("forward_dtype", self.forward_dtype(device_type))
         fields["no_act_continue"] = self.no_act_continue
         fields.setdefault("num_puzzle_identifiers", 1)
         return AIRConfig.preset(self.variant, task=task, **fields)
+
+
+# What ``--resume`` may change. The recipe (every other field: variant, data, scale, model sizes,
+# optimisation, seed, halting rule, dtype, init_from) decides what the weights become, so a resumed
+# run repeats it; the length may grow (a longer run, as a sweep extends its runs); run options say
+# where the run computes and how it is watched, checkpointed and logged.
+LENGTH_FIELDS = ("steps", "epochs")
+RUN_OPTIONS = ("eval_interval", "eval_every", "eval_batch_size", "checkpoint_every", "keep", "keep_models_every",
+               "log_every", "device", "compile", "threads", "tensorboard", "wandb_project")
+RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in LENGTH_FIELDS + RUN_OPTIONS)

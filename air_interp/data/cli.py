@@ -18,7 +18,7 @@ from air_interp.data.dataset import (
 )
 from air_interp.data.sudoku import DEFAULT_RELABELINGS, TIERS
 from air_interp.errors import AirInterpError
-from air_interp.io import check_folder_target
+from air_interp.io import check_folder_target, check_not_input
 from air_interp.tasks import Task, get_task
 
 OVERWRITE_HELP = "replace an existing dataset of ours at --out (a folder holding anything else is never replaced)"
@@ -198,6 +198,7 @@ def run_generate(args: argparse.Namespace) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
+    check_not_input(args.out, [args.dataset])
     if args.format == "processed":
         upstream.check_processed_target(args.out, args.overwrite)
     else:

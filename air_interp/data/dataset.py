@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from air_interp.allowed import Allowed
 from air_interp.errors import AirInterpError
 from air_interp.io import atomic_path, check_replaceable_folder, unexpected_files
 from air_interp.tasks import Task, get_task
@@ -30,6 +31,7 @@ SPLITS = ("train", "test")
 ARRAYS = {"inputs": np.uint8, "labels": np.uint8, "ratings": np.float32, "puzzle_ids": np.int64, "groups": np.int64}
 HISTOGRAM_BINS = 10
 DATASET_FILES = ("manifest.json", "train/*.npy", "test/*.npy")
+_COUNT = Allowed(int, low=0)
 
 
 @dataclass(frozen=True)
@@ -150,25 +152,31 @@ def save_dataset(dataset: Dataset, path: str | Path, overwrite: bool = False) ->
 
 def load_dataset(path: str | Path, augmentations: int = 0, seed: int = 0) -> Dataset:
     """Read a dataset directory; with ``augmentations`` > 0 the train split is expanded on load
-    (see :func:`augment`). Any problem raises ``AirInterpError`` naming the file."""
+    (see :func:`augment`). Any problem raises ``AirInterpError`` naming the file or argument."""
+    augmentations = _COUNT.check(augmentations, "load_dataset: augmentations")
+    seed = _COUNT.check(seed, "load_dataset: seed")
     root = Path(path)
-    manifest_path = root / "manifest.json"
-    if not manifest_path.is_file():
-        raise AirInterpError(f"{root}: not a dataset directory (no manifest.json)")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as err:
-        raise AirInterpError(f"{manifest_path}: invalid JSON ({err.msg}, line {err.lineno})") from None
-    if manifest.get("format") != FORMAT:
-        raise AirInterpError(f"{manifest_path}: not an {FORMAT} manifest")
-    try:
-        task = get_task(manifest["task"])
-    except (KeyError, ValueError) as err:
-        raise AirInterpError(f"{manifest_path}: {err}") from None
+    manifest, task = _read_manifest(root / "manifest.json")
     train, test = (_load_split(root / name, task) for name in SPLITS)
     if augmentations:
         train = augment(train, task, augmentations, seed)
     return Dataset(task, train, test, manifest)
+
+
+def _read_manifest(path: Path) -> tuple[dict[str, Any], Task]:
+    """The manifest of a dataset and its task; an AirInterpError naming ``path`` for a bad one."""
+    if not path.is_file():
+        raise AirInterpError(f"{path.parent}: not a dataset directory (no manifest.json)")
+    try:
+        manifest = json.loads(path.read_bytes())
+    except ValueError as err:  # not JSON, or not UTF-8
+        raise AirInterpError(f"{path}: invalid JSON ({err})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise AirInterpError(f"{path}: not an {FORMAT} manifest (a JSON object with \"format\": \"{FORMAT}\")")
+    try:
+        return manifest, get_task(manifest.get("task"))
+    except AirInterpError as err:
+        raise AirInterpError(f"{path}: task: {err}") from None
 
 
 def _load_split(split_dir: Path, task: Task) -> Split:
@@ -185,9 +193,17 @@ def _load_split(split_dir: Path, task: Task) -> Split:
         if array.shape != want:
             raise AirInterpError(f"{split_dir / name}.npy: shape {array.shape}, expected {want}")
     for name in ("inputs", "labels"):
-        if arrays[name].size and int(arrays[name].max()) >= task.vocab_size:
-            raise AirInterpError(f"{split_dir / name}.npy: token {int(arrays[name].max())} >= vocab {task.vocab_size}")
+        _check_tokens(arrays[name], split_dir / f"{name}.npy", task.vocab_size)
     return Split(**{name: arrays[name].astype(ARRAYS.get(name, arrays[name].dtype)) for name in arrays})
+
+
+def _check_tokens(tokens: np.ndarray, file: Path, vocab_size: int) -> None:
+    """Tokens are integers in [0, vocab_size) (a cast to uint8 would wrap any other)."""
+    if tokens.dtype.kind not in "iu":
+        raise AirInterpError(f"{file}: tokens must be integers, got dtype {tokens.dtype}")
+    if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab_size):
+        raise AirInterpError(f"{file}: tokens must lie in [0, {vocab_size}), "
+                             f"got {int(tokens.min())} to {int(tokens.max())}")
 
 
 def augment(split: Split, task: Task, augmentations: int, seed: int) -> Split:

@@ -20,8 +20,11 @@ MAX_MAZE_SIDE = 64
 TASKS: dict[str, Task] = {"sudoku": SUDOKU, **{maze_task(side).name: maze_task(side) for side in MAZE_SIDES}}
 
 
-def get_task(name: str) -> Task:
-    """Look a task up by name: ``sudoku``, ``maze`` (30x30) or ``maze<side>`` for any side 4..64."""
+def get_task(name: object) -> Task:
+    """Look a task up by name: ``sudoku``, ``maze`` (30x30) or ``maze<side>`` for any side 4..64
+    (any other value, a name read from a file included, is a one-line AirInterpError)."""
+    if not isinstance(name, str):
+        raise AirInterpError(f"a task is named by a string (sudoku, maze, maze<side>), got {name!r}")
     if name in TASKS:
         return TASKS[name]
     match = re.fullmatch(r"maze(\d+)", name)

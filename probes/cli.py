@@ -261,6 +261,48 @@ def _patch(args: argparse.Namespace) -> None:
         _report(written)
 
 
+def _halting(args: argparse.Namespace) -> None:
+    from air_interp.output import write_table
+    from .halting import halting, halting_outcomes, halting_summary, plot_halting, reliability
+
+    out = _out_folder(args)
+    path, model = _load(args.checkpoint, args)
+    inputs, labels = _puzzles(args, model.cfg.task)
+    table = halting(model, inputs, labels, batch_size=args.batch_size, progress=not args.quiet)
+    summary, curve = halting_summary(table, args.bins), reliability(table, args.bins)
+    rule = "q_halt > 0" if model.cfg.no_act_continue else "q_halt > q_continue"
+    print(f"{path.name}: {model.cfg.variant} on {model.cfg.task}, {len(inputs)} puzzles, halting rule {rule}")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(curve.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if out is not None:
+        written = write_table(table, out / "halting_table", ["csv"]) + write_table(summary, out / "halting_summary")
+        written += write_table(curve, out / "halting_reliability")
+        written += write_table(halting_outcomes(table), out / "halting_puzzles", ["csv"])
+        written += plot_halting(table, out / "halting", title=f"{path.stem}: the halting gate ({rule})", bins=args.bins)
+        written.append(_write_run_info(out, args, "halting", [(path, model)]))
+        _report(written)
+
+
+def _commitment(args: argparse.Namespace) -> None:
+    from air_interp.output import write_table
+    from .commitment import commitment, commitment_summary, plot_commitment
+    from .decode import decode
+
+    out = _out_folder(args)
+    path, model = _load(args.checkpoint, args)
+    inputs, labels = _puzzles(args, model.cfg.task)
+    result = decode(model, inputs, labels, batch_size=args.batch_size, progress=not args.quiet)
+    table = commitment(result)
+    summary = commitment_summary(table)
+    print(f"{path.name}: {model.cfg.variant} on {model.cfg.task}, {len(inputs)} puzzles")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if out is not None:
+        written = write_table(table, out / "commitment_table", ["csv"]) + write_table(summary, out / "commitment_summary")
+        written += plot_commitment(result, table, out / "commitment", title=f"{path.stem}: when each cell commits")
+        written.append(_write_run_info(out, args, "commitment", [(path, model)]))
+        _report(written)
+
+
 def _parse_models(specs: list[str]) -> dict[str, Path]:
     models = {}
     for spec in specs:
@@ -338,8 +380,8 @@ def _emergence(args: argparse.Namespace) -> None:
 
 
 def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
-    """Register ``decode``, ``freeze``, ``attention``, ``linear-probe``, ``patch``, ``tables``, ``figures`` and
-    ``emergence``."""
+    """Register ``decode``, ``freeze``, ``attention``, ``linear-probe``, ``patch``, ``halting``, ``commitment``,
+    ``tables``, ``figures`` and ``emergence``."""
     decode = commands.add_parser(
         "decode", help="logit-lens the z_H / z_L states of every sub-step (Figures 2-5)",
         description="Run full rollouts and decode z_H and z_L (lm_head argmax) after every sub-step of "
@@ -414,6 +456,28 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     patching.add_argument("--steps", help="ACT steps to patch at (default: all)")
     _add_common(patching)
     patching.set_defaults(func=_patch)
+
+    halt = commands.add_parser(
+        "halting", help="the Q head's halting gate against whether the answer is already right (beyond the paper)",
+        description="Per puzzle and ACT step: the q_halt logit (hook step.{s}.hook_q), sigmoid(q_halt) and whether "
+                    "the prediction after the step (z_H through lm_head) is exactly right. Summaries: a reliability "
+                    "curve (binned sigmoid(q_halt) against the fraction right), and per puzzle the first step from "
+                    "which the answer is right and stays right against the step where the model's own halting rule "
+                    "halts; how often halting stops on a right answer.")
+    halt.add_argument("checkpoint", nargs="?", help="checkpoint (default: the embedded Sudoku Lx_H model)")
+    halt.add_argument("--bins", type=positive_int, default=10, help="bins of the reliability curve (default 10)")
+    _add_common(halt)
+    halt.set_defaults(func=_halting)
+
+    commit = commands.add_parser(
+        "commitment", help="when each cell's decoded z_H / z_L value becomes final, and its flips (beyond the paper)",
+        description="From the decode probe's grids: per puzzle, state and cell, the first sub-step from which the "
+                    "decoded value stays final to the end of the rollout, and the number of flips (changes between "
+                    "consecutive sub-steps), each state counted from its first update. Figures: the mean commit "
+                    "sub-step of every cell on the board, and the distributions per state.")
+    commit.add_argument("checkpoint", nargs="?", help="checkpoint (default: the embedded Sudoku Lx_H model)")
+    _add_common(commit)
+    commit.set_defaults(func=_commitment)
 
     tables = commands.add_parser(
         "tables", help="injection-ablation and level-token tables from a directory of checkpoints",

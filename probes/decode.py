@@ -4,13 +4,13 @@
 puzzle x sub-step x state (fraction undecided, accuracy against the label, exact match, tokens
 changed since the previous sub-step) and the decoded grids themselves. ``plot_decode`` draws
 Figures 2-5 of the paper (z_H / z_L grids over sub-steps) and ``write_viewer`` an interactive
-HTML rollout viewer with a slider over sub-steps.
+HTML rollout viewer: the givens and the solution beside z_H and z_L, with a slider over sub-steps.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,11 @@ from air_interp.output import save_figure, styled
 from air_interp.tasks import Task, get_task
 
 from .lens import STATES, StateTrace, trace_states
-from .render import draw_grid, token_legend
+from .render import (MAX_PRINTED_SIDE, TEXT_COLOUR, WRONG_COLOUR, draw_grid, printed_characters, token_colours,
+                     token_legend, wrong_cells)
+
+if TYPE_CHECKING:  # plotly is imported by the viewer only
+    import plotly.graph_objects as go
 
 
 @dataclass
@@ -134,36 +138,104 @@ def plot_decode(result: DecodeResult, puzzle: int, steps: Sequence[int], path: P
     return save_figure(fig, path)
 
 
+def sub_step_label(step: int, sub: int, kind: str) -> str:
+    """How every decode figure names the state after a sub-step (the PNG's row and column titles)."""
+    return f"ACT step {step}, sub-step {sub} ({kind})"
+
+
+VIEWER_PANEL = 260  # pixels per grid
+
+
 def write_viewer(result: DecodeResult, puzzle: int, path: Path) -> Path:
-    """An interactive HTML viewer (plotly): z_H and z_L heatmaps with a slider over every sub-step."""
+    """An interactive HTML viewer (plotly, one self-contained file): the puzzle's givens and its
+    solution beside z_H and z_L, with a slider over every sub-step, in the PNG's colours: digits
+    that are not the solution's red, every such cell framed red (mazes have no digits), a legend."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from .render import token_colours
-
-    task, side, width = result.task, result.task.side, len(result.schedule)
-    colours = token_colours(task)
-    scale = [[t / (task.vocab_size - 1), c] for t, c in enumerate(colours)] if task.vocab_size > 1 else colours
-    chars = np.array(["·"] + list(task.alphabet))
-
-    def heatmap(grid: np.ndarray) -> go.Heatmap:
-        grid = grid.reshape(side, side)
-        return go.Heatmap(z=grid, text=chars[grid], texttemplate="%{text}" if side <= 12 else None,
-                          colorscale=scale, zmin=0, zmax=task.vocab_size - 1, showscale=False)
-
-    total = result.grids.shape[1]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=STATES)
+    task, width = result.task, len(result.schedule)
+    labels = None if result.labels is None else result.labels[puzzle]
+    fixed = {"givens": result.inputs[puzzle], **({} if labels is None else {"solution": labels})}
+    panels = [*fixed, *STATES]
+    margin = {"l": 70, "r": 230, "t": 80, "b": 130}
+    gap = 30
+    spacing = gap / (len(panels) * VIEWER_PANEL + (len(panels) - 1) * gap)
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=panels, horizontal_spacing=spacing)
+    for col, grid in enumerate(fixed.values(), start=1):
+        fig.add_traces(grid_traces(task, grid, None), rows=1, cols=col)
+    for col in range(1, len(panels) + 1):
+        add_grid_lines(fig, task, col)
+    first_state_trace = len(fig.data)
     for s in range(len(STATES)):
-        fig.add_trace(heatmap(result.grids[puzzle, 0, s]), row=1, col=s + 1)
-    fig.frames = [go.Frame(data=[heatmap(result.grids[puzzle, g, s]) for s in range(len(STATES))], name=str(g))
+        fig.add_traces(grid_traces(task, result.grids[puzzle, 0, s], labels), rows=1, cols=len(fixed) + s + 1)
+    state_traces = list(range(first_state_trace, len(fig.data)))
+    fig.add_traces(legend_traces(task, labels is not None))
+    total = result.grids.shape[1]
+    fig.frames = [go.Frame(name=str(g), traces=state_traces,
+                           data=[t for s in range(len(STATES)) for t in grid_traces(task, result.grids[puzzle, g, s],
+                                                                                     labels)])
                   for g in range(total)]
-    steps = [{"label": f"{g // width}.{g % width}{result.schedule[g % width]}", "method": "animate",
-              "args": [[str(g)], {"mode": "immediate", "frame": {"duration": 0, "redraw": True}}]}
+    steps = [{"label": sub_step_label(g // width, g % width, result.schedule[g % width]), "method": "animate",
+              "args": [[str(g)], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
+                                  "transition": {"duration": 0}}]}
              for g in range(total)]
-    fig.update_layout(sliders=[{"steps": steps, "currentvalue": {"prefix": "step.sub: "}}],
-                      title=f"Rollout of puzzle {puzzle}", height=520, width=900)
-    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(
+        sliders=[{"steps": steps, "active": 0, "pad": {"t": 20}, "font": {"size": 10},
+                  "currentvalue": {"prefix": "after ", "font": {"size": 14}}}],
+        title=f"Puzzle {puzzle}: z_H and z_L decoded by lm_head (argmax) after each sub-step",
+        width=margin["l"] + margin["r"] + len(panels) * VIEWER_PANEL + (len(panels) - 1) * gap,
+        height=margin["t"] + margin["b"] + VIEWER_PANEL, margin=margin, plot_bgcolor="white",
+        legend={"itemclick": False, "itemdoubleclick": False})
+    fig.update_xaxes(range=[-0.5, task.side - 0.5], visible=False)
+    fig.update_yaxes(range=[task.side - 0.5, -0.5], visible=False)
     target = Path(path).with_suffix(".html")
     with atomic_path(target) as tmp:
-        fig.write_html(tmp, include_plotlyjs=True)
+        fig.write_html(tmp, include_plotlyjs=True, auto_play=False)  # plotly's default plays every frame on load
     return target
+
+
+def grid_traces(task: Task, tokens: np.ndarray, labels: Optional[np.ndarray]) -> list[go.Heatmap | go.Scatter]:
+    """One grid of the viewer: its colours, its printed digits (red where wrong) and red frames on
+    the cells that are not the solution's (none without ``labels``)."""
+    import plotly.graph_objects as go
+
+    side = task.side
+    grid = np.asarray(tokens).reshape(side, side)
+    wrong = np.zeros_like(grid, dtype=bool) if labels is None else wrong_cells(task, grid, labels.reshape(side, side))
+    colours = token_colours(task)
+    chars = printed_characters(task)[grid] if side <= MAX_PRINTED_SIDE else np.full(grid.shape, "")
+    rows, cols = np.nonzero(chars != "")
+    framed_rows, framed_cols = np.nonzero(wrong)
+    return [
+        go.Heatmap(z=grid, zmin=0, zmax=task.vocab_size - 1, showscale=False, hoverinfo="skip",
+                   colorscale=[[t / (task.vocab_size - 1), c] for t, c in enumerate(colours)]),
+        go.Scatter(x=cols, y=rows, mode="text", text=chars[rows, cols], hoverinfo="skip", showlegend=False,
+                   textfont={"size": 14, "color": np.where(wrong[rows, cols], WRONG_COLOUR, TEXT_COLOUR)}),
+        *(go.Scatter(x=framed_cols, y=framed_rows, mode="markers", hoverinfo="skip", showlegend=False,
+                     marker={"symbol": "square-open", "size": 0.75 * VIEWER_PANEL / side, "color": colour,
+                             "line": {"width": line}})
+          for colour, line in (("#ffffff", 5), (WRONG_COLOUR, 2))),  # a white halo keeps it seen on any colour
+    ]
+
+
+def add_grid_lines(fig: go.Figure, task: Task, col: int) -> None:
+    """The PNG's lines on the grid in subplot ``col``: its border and the task's blocks (Sudoku boxes)."""
+    edges = range(0, task.side + 1, task.block) if task.block else (0, task.side)
+    for edge in edges:
+        for x, y in (((-0.5, task.side - 0.5), (edge - 0.5,) * 2), ((edge - 0.5,) * 2, (-0.5, task.side - 0.5))):
+            fig.add_shape(type="line", x0=x[0], x1=x[1], y0=y[0], y1=y[1], line={"color": "#555555", "width": 1},
+                          row=1, col=col)
+
+
+def legend_traces(task: Task, marks_wrong: bool) -> list[go.Scatter]:
+    """The PNG's colour legend as plotly legend entries (markers with no data), and the red frame."""
+    import plotly.graph_objects as go
+    from matplotlib.colors import to_hex
+
+    entries = [(handle.get_label(), "square", to_hex(handle.get_facecolor()))
+               for handle in token_legend(task, marks_wrong)]
+    if marks_wrong:
+        entries.append(("red frame: not the solution's", "square-open", WRONG_COLOUR))
+    return [go.Scatter(x=[None], y=[None], mode="markers", name=name, hoverinfo="skip",
+                       marker={"symbol": symbol, "size": 14, "color": colour, "line": {"color": "#555555", "width": 1}})
+            for name, symbol, colour in entries]

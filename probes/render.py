@@ -14,18 +14,31 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from air_interp.tasks import Task
+from air_interp.tasks import PAD, Task
 
 PAD_COLOUR = "#9e9e9e"
 CHAR_COLOURS = {".": "#f6d98b", "#": "#1f1f1f", " ": "#ffffff", "S": "#2e9d4a", "G": "#d33c3c", "o": "#3f7fd9"}
 DIGIT_COLOUR = "#ffffff"
 WRONG_COLOUR = "#c62828"
+TEXT_COLOUR = "#111111"
+MAX_PRINTED_SIDE = 12  # larger grids are drawn in colours only
 CHAR_NAMES = {".": "blank", "#": "wall", " ": "open", "S": "start", "G": "goal", "o": "path"}
 
 
 def token_colours(task: Task) -> list[str]:
     """One colour per token: PAD grey, then the alphabet's characters."""
     return [PAD_COLOUR] + [CHAR_COLOURS.get(c, DIGIT_COLOUR) for c in task.alphabet]
+
+
+def printed_characters(task: Task) -> np.ndarray:
+    """The character printed on a cell, per token: digits only (the other tokens are colours)."""
+    return np.array([""] + [c if c.isdigit() else "" for c in task.alphabet])
+
+
+def wrong_cells(task: Task, tokens: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Where a grid shows an answer (neither PAD nor undecided) other than the solution's: drawn red."""
+    tokens = np.asarray(tokens)
+    return (tokens != np.asarray(labels)) & (tokens != PAD) & ~task.undecided_mask(tokens)
 
 
 def token_legend(task: Task, marks_wrong: bool = True) -> list[Patch]:
@@ -55,21 +68,25 @@ def draw_grid(ax: plt.Axes, task: Task, tokens: np.ndarray, labels: Optional[np.
     grid = np.asarray(tokens).reshape(side, side)
     ax.imshow(grid, cmap=ListedColormap(token_colours(task)), vmin=-0.5, vmax=task.vocab_size - 0.5,
               interpolation="nearest")
-    if side <= 12:
+    if side <= MAX_PRINTED_SIDE:
+        chars = printed_characters(task)
+        wrong = np.zeros_like(grid, dtype=bool) if labels is None else wrong_cells(task, grid, labels.reshape(side, side))
         for (row, col), token in np.ndenumerate(grid):
-            char = task.alphabet[token - 1] if 1 <= token <= len(task.alphabet) else ""
-            if char.isdigit():
-                wrong = labels is not None and labels.reshape(side, side)[row, col] != token
-                ax.text(col, row, char, ha="center", va="center", fontsize=7.5,
-                        color=WRONG_COLOUR if wrong else "#111111")
+            if chars[token]:
+                ax.text(col, row, chars[token], ha="center", va="center", fontsize=7.5,
+                        color=WRONG_COLOUR if wrong[row, col] else TEXT_COLOUR)
     if outline is not None:
         for cell in np.flatnonzero(outline):
             row, col = divmod(int(cell), side)
             ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="#e65100", linewidth=1.2))
-    if task.block:
-        for k in range(0, side + 1, task.block):
-            ax.axhline(k - 0.5, color="#555555", linewidth=0.8)
-            ax.axvline(k - 0.5, color="#555555", linewidth=0.8)
+    draw_blocks(ax, task)
+    ax.set_title(title)
+
+
+def draw_blocks(ax: plt.Axes, task: Task) -> None:
+    """The lines between the task's blocks (Sudoku's 3x3 boxes) on a grid drawn with ``imshow``, no ticks."""
+    for k in range(0, task.side + 1, task.block) if task.block else ():
+        ax.axhline(k - 0.5, color="#555555", linewidth=0.8)
+        ax.axvline(k - 0.5, color="#555555", linewidth=0.8)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title)

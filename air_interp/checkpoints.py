@@ -83,27 +83,39 @@ _TOP_RENAMES = {
 }
 
 
-def official_key(key: str) -> str:
+def official_key(key: str, trm: bool = False) -> str:
     """The public code's state-dict key of one of our keys (``stack.0.attn.qkv.weight`` ->
-    ``model.inner.f_level.layers.0.self_attn.qkv_proj.weight``)."""
+    ``model.inner.f_level.layers.0.self_attn.qkv_proj.weight``; TRM's code names the shared stack
+    ``L_level``)."""
     head, _, rest = key.partition(".")
     if head in _STACK_RENAMES:
         index, _, rest = rest.partition(".")
         for ours, theirs in _LAYER_RENAMES:
             rest = rest.replace(ours, theirs)
-        key = f"{_STACK_RENAMES[head]}.layers.{index}.{rest}"
+        key = f"{'L_level' if trm and head == 'stack' else _STACK_RENAMES[head]}.layers.{index}.{rest}"
     else:
         key = _TOP_RENAMES.get(key, key)
     return f"model.inner.{key}"
 
 
+# TRM's repository: its models that are not (yet) a configuration here, and why.
+_TRM_UNSUPPORTED = {"trm_singlez": "one state", "trm_hier6": "seven states"}
+
+
 def _variant_from_arch_name(arch_name: str, source: Path) -> dict[str, Any]:
-    """``air.air_1net_Lx_H@AIR`` -> the Lx_H fields; ``hrm.hrm_act_v1@...`` -> HRM."""
-    module = arch_name.split("@")[0].split(".")[-1]
-    if module == "hrm_act_v1":
+    """``air.air_1net_Lx_H@AIR`` -> the Lx_H fields; ``hrm.hrm_act_v1@...`` (and the TRM
+    repository's ``recursive_reasoning.hrm@...``) -> HRM; ``recursive_reasoning.trm@...`` -> TRM."""
+    package, _, module = arch_name.split("@")[0].rpartition(".")
+    if module == "hrm_act_v1" or (package == "recursive_reasoning" and module == "hrm"):
         return variant_fields("hrm")
+    if package == "recursive_reasoning" and module == "trm":
+        return variant_fields("trm")
+    if module in _TRM_UNSUPPORTED:
+        raise AirInterpError(f"{source}: TRM's {module} ({_TRM_UNSUPPORTED[module]}) is not supported yet; "
+                             "supported: air_1net_*, hrm_act_v1, recursive_reasoning.trm and .hrm")
     if not module.startswith("air_1net_"):
-        raise AirInterpError(f"{source}: unknown variant {arch_name!r} in arch.name (expected air_1net_* or hrm_act_v1)")
+        raise AirInterpError(f"{source}: unknown variant {arch_name!r} in arch.name (expected air_1net_*, hrm_act_v1 "
+                             "or recursive_reasoning.trm)")
     try:
         return variant_fields(module[len("air_1net_"):])
     except AirInterpError:
@@ -157,6 +169,10 @@ def _arch_fields(arch: dict[str, Any], config_file: Path) -> dict[str, Any]:
     hrm = fields.get("arch") == "hrm"
     if hrm:
         keys["H_layers"] = "H_layers"  # AIR has one stack; the public code writes H_layers there too
+    if fields.get("gradient") == "last_cycle":  # TRM's config: its prefix length and its MLP-mixer flag
+        keys["puzzle_emb_len"] = "puzzle_emb_rows"
+        if arch.get("mlp_t"):
+            raise AirInterpError(f"{config_file}: arch.mlp_t: TRM's MLP-over-tokens variant is not supported yet")
     fields.update({ours: check_field(ours, arch[theirs], f"{config_file}: arch.{theirs}")
                    for theirs, ours in keys.items() if theirs in arch})
     fields.setdefault("forward_dtype", "bfloat16")
@@ -184,7 +200,8 @@ def _shapes_from_state(state: dict[str, torch.Tensor], fields: dict[str, Any], s
     if seq_len is not None:
         shapes["seq_len"] = seq_len
     elif pos is not None:
-        shapes["seq_len"] = pos.shape[0] + (fields.get("puzzle_emb_ndim", 0) // -d_model)  # minus ceil(ndim/d)
+        prefix = fields.get("puzzle_emb_rows") or -(fields.get("puzzle_emb_ndim", 0) // -d_model)
+        shapes["seq_len"] = pos.shape[0] - prefix
     elif task is not None:
         shapes["seq_len"] = task.seq_len
     else:
@@ -200,7 +217,7 @@ def load_official(path: PathLike, seq_len: Optional[int] = None) -> HookedAIR:
     model = HookedAIR(cfg)
     ours = {}
     for key, expected in model.state_dict().items():
-        theirs = official_key(key)
+        theirs = official_key(key, trm=cfg.variant == "trm")
         if theirs not in state:
             raise AirInterpError(f"{path}: missing key {theirs} (needed by variant {cfg.variant})")
         tensor = state.pop(theirs)
@@ -230,19 +247,24 @@ def _official_step_file(path: Path) -> Path:
 def export_official(model: HookedAIR, run_dir: PathLike, step: int = 0, compiled_prefix: bool = False) -> Path:
     """Write ``model`` as the public code would: ``run_dir/step_<step>`` and ``run_dir/all_config.yaml``."""
     cfg = model.cfg
+    trm = cfg.variant == "trm"
     if cfg.arch == "hrm":
         name = "hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1"
+    elif trm:
+        name = "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1"
     else:
         name = f"air.air_1net_{_public_variant_name(cfg)}@AIR"
     arch = {theirs: getattr(cfg, ours) for theirs, ours in _ARCH_FIELDS.items()}
     arch.update(name=name, L_layers=cfg.n_layers, H_layers=cfg.layers_of("H"),
                 loss={"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"})
+    if trm:
+        arch.update(puzzle_emb_len=cfg.puzzle_emb_rows, mlp_t=False)
     prefix = _COMPILED_PREFIX if compiled_prefix else ""
     state = {}
     for key, tensor in model.state_dict().items():
         if key.startswith("level_token_") and cfg.level_token.startswith("prepend"):
             tensor = tensor.view(1, 1, -1)
-        state[prefix + official_key(key)] = tensor.detach().cpu().clone()
+        state[prefix + official_key(key, trm)] = tensor.detach().cpu().clone()
     run_dir = Path(run_dir)
     with atomic_path(run_dir / "all_config.yaml") as tmp:
         tmp.write_text(yaml.safe_dump({"arch": arch}, sort_keys=True))

@@ -27,6 +27,9 @@ POS_ENCODINGS = ("rope", "learned")
 OPERATORS = ("add", "minus", "linear", "nonlinear", "hadamard")
 LEVEL_TOKENS = ("none", "addition", "prepend_strip", "prepend_persist")
 DTYPES = ("float32", "bfloat16", "float16")
+# Which updates of an ACT segment keep a gradient: the last L- and the last H-update (AIR, HRM), or
+# every update of the last cycle (TRM).
+GRADIENTS = ("last_L_and_H", "last_cycle")
 
 # Named variants of the paper (and of the public code's module names) -> config fields.
 _NAMED_VARIANTS: dict[str, dict[str, Any]] = {
@@ -38,6 +41,9 @@ _NAMED_VARIANTS: dict[str, dict[str, Any]] = {
     "L2x_H2x_token_prepend": dict(n_L=2, n_H=2, level_token="prepend_strip"),
     "L2x_H2x_token_prepend_persist": dict(n_L=2, n_H=2, level_token="prepend_persist"),
     "hrm": dict(arch="hrm", n_L=1, n_H=0),
+    # TRM ("Less is More"): AIR's (1, 0) wiring, 3 cycles of 6 L-updates and one H-update, a
+    # 16-position prefix, the gradient through the whole last cycle, and halting when q_halt > 0.
+    "trm": dict(n_L=1, n_H=0, H_cycles=3, L_cycles=6, puzzle_emb_rows=16, gradient="last_cycle", no_act_continue=True),
 }
 # Spellings used by the public AIR release (module names ``air_1net_<name>``).
 _ALIASES = {
@@ -115,11 +121,14 @@ class AIRConfig:
     rope_theta: float = _field(10000.0, Allowed(float, low=0, above=True))
     rms_norm_eps: float = _field(1e-5, Allowed(float, low=0, above=True))
     puzzle_emb_ndim: int = _field(512, _COUNT)
+    # Prefix positions of the puzzle embedding: 0 is ceil(puzzle_emb_ndim / d_model) (AIR, HRM); TRM uses 16.
+    puzzle_emb_rows: int = _field(0, _COUNT)
     num_puzzle_identifiers: int = _field(1, _POSITIVE)
     # Recurrence and halting
     H_cycles: int = _field(2, _POSITIVE)
     L_cycles: int = _field(2, _POSITIVE)
     halt_max_steps: int = _field(16, _POSITIVE)
+    gradient: str = _field("last_L_and_H", Allowed(str, choices=GRADIENTS))
     halt_exploration_prob: float = _field(0.1, Allowed(float, low=0, high=1))
     # The halting rule the Q head was trained with: False is the paper's (halt when
     # q_halt > q_continue, Q-continue target from one more segment), True is TRM's (halt when q_halt > 0).
@@ -177,8 +186,8 @@ class AIRConfig:
 
     @property
     def puzzle_emb_len(self) -> int:
-        """Positions taken by the puzzle embedding: ceil(puzzle_emb_ndim / d_model)."""
-        return -(self.puzzle_emb_ndim // -self.d_model)
+        """Positions taken by the puzzle embedding: ``puzzle_emb_rows``, or ceil(puzzle_emb_ndim / d_model)."""
+        return self.puzzle_emb_rows or -(self.puzzle_emb_ndim // -self.d_model)
 
     @property
     def level_positions(self) -> int:
@@ -216,6 +225,8 @@ class AIRConfig:
             return "hrm"
         if self.operator != "add":
             return _OPERATOR_NAMES[self.operator]
+        if self.gradient == "last_cycle" and (self.n_L, self.n_H, self.level_token) == (1, 0, "none"):
+            return "trm"
         counts = f"L{_count_token(self.n_L)}_H{_count_token(self.n_H)}"
         if self.level_token == "none":
             return counts
@@ -230,6 +241,8 @@ class AIRConfig:
             (_known_task(self.task), f"unknown task {self.task!r}; known: sudoku, maze, maze<side> (side 4..64)"),
             (self.d_model % self.n_heads == 0, f"d_model ({self.d_model}) must be a multiple of n_heads ({self.n_heads})"),
             (self.pos_encodings == "learned" or self.head_dim % 2 == 0, "RoPE needs an even head_dim"),
+            (self.puzzle_emb_rows * self.d_model >= self.puzzle_emb_ndim or not self.puzzle_emb_rows,
+             f"puzzle_emb_rows ({self.puzzle_emb_rows}) x d_model must hold puzzle_emb_ndim ({self.puzzle_emb_ndim})"),
             (self.operator == "add" or (self.n_L, self.n_H) == (1, 0),
              f"operator {self.operator!r} is defined on the (1, 0) wiring only, got ({self.n_L}, {self.n_H})"),
             (self.operator == "add" or self.level_token == "none", "operator forms and level tokens do not combine"),

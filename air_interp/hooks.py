@@ -8,11 +8,14 @@ sub-step by name. Every point carries its :class:`Site` as data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import nn
 from transformer_lens.hook_points import HookPoint
+
+from .errors import AirInterpError
 
 # What TransformerLens's ``model.hooks(fwd_hooks=...)`` takes: (name or name filter, hook function) pairs.
 FwdHooks = list[tuple[Union[str, Callable[..., Any]], Callable[..., Any]]]
@@ -40,6 +43,10 @@ class SiteHookPoint(HookPoint):
 
     During the call of a state hook (``hook_z_L`` / ``hook_z_H``), ``hook.previous`` holds the
     value of the state before this update, so freezing a state is ``lambda z, hook: hook.previous``.
+
+    A forward hook that returns a value must return a tensor of the shape and dtype it received;
+    anything else is a one-line AirInterpError naming the hook point and both (checked only when
+    a hook returns something, so an idle rollout costs nothing more).
     """
 
     def __init__(self, site: Site) -> None:
@@ -60,12 +67,55 @@ class SiteHookPoint(HookPoint):
             raise ValueError(f"hook point {self.name} is not inside a layer")
         return self.site.layer
 
+    def add_hook(self, hook: Callable[..., Any], dir: Any = "fwd", is_permanent: bool = False,
+                 level: Optional[int] = None, prepend: bool = False, alias_names: Optional[list[str]] = None) -> Any:
+        """TransformerLens ``add_hook``; a forward hook's return value is checked (see the class)."""
+        if dir == "fwd" and not isinstance(hook, _CheckedHook):
+            hook = _CheckedHook(hook, self)
+        return super().add_hook(hook, dir=dir, is_permanent=is_permanent, level=level, prepend=prepend,
+                                alias_names=alias_names)
+
     def call_with_previous(self, value: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         self.previous = previous
         try:
             return self(value)
         finally:
             self.previous = None
+
+
+class _CheckedHook:
+    """A forward hook whose return value, when it has one, must be a tensor like the one it received."""
+
+    __slots__ = ("hook", "point")
+
+    def __init__(self, hook: Callable[..., Any], point: SiteHookPoint) -> None:
+        self.hook, self.point = hook, point
+
+    def __call__(self, value: Any, hook: Any) -> Any:
+        result = self.hook(value, hook=hook)
+        if result is not None and result is not value:
+            _check_returned(self.point, value, result)
+        return result
+
+    def __repr__(self) -> str:  # what TransformerLens lists for the hook (a partial's arguments may be huge)
+        if isinstance(self.hook, partial):
+            return f"partial({self.hook.func!r},...)"
+        return repr(self.hook)
+
+
+def _check_returned(point: SiteHookPoint, value: Any, result: Any) -> None:
+    """A hook's return value replaces ``value`` downstream: it must have its shape and dtype."""
+    where = f"the hook on {point.name}"
+    if not isinstance(result, torch.Tensor):
+        raise AirInterpError(f"{where} returned a value of type {type(result).__name__}; a hook returns None or a "
+                             f"tensor of shape {tuple(value.shape)} and dtype {str(value.dtype).removeprefix('torch.')}")
+    if result.shape != value.shape:
+        raise AirInterpError(f"{where} returned shape {tuple(result.shape)}, but the point carries shape "
+                             f"{tuple(value.shape)}; a hook returns None or a tensor of the shape and dtype it received")
+    if result.dtype != value.dtype:
+        dtypes = [str(t).removeprefix("torch.") for t in (result.dtype, value.dtype)]
+        raise AirInterpError(f"{where} returned dtype {dtypes[0]}, but the point carries {dtypes[1]}; a hook "
+                             f"returns None or a tensor of the shape and dtype it received (cast with .to(torch.{dtypes[1]}))")
 
 
 class AttnHooks(nn.Module):

@@ -12,11 +12,12 @@ Reading guide (what each piece computes: docs/model.md):
 """
 from __future__ import annotations
 
+import difflib
 import math
 import re
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union, cast
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Sequence, Union, cast
 
 import numpy as np
 import torch
@@ -227,7 +228,8 @@ class HookedAIR(HookedRootModule):
         if cfg.level_positions:
             x = nn.functional.pad(x, (0, 0, 1, 0))  # the persistent level token gets no input
         rope = self._rope(z_H.shape[1] + int(cfg.level_token == "prepend_strip"))
-        first_with_grad = 0 if full_grad else cfg.sub_steps - 2
+        last_cycle = cfg.gradient == "last_cycle"
+        first_with_grad = 0 if full_grad else cfg.sub_steps - (cfg.L_cycles + 1 if last_cycle else 2)
         for sub, kind in enumerate(cfg.schedule):
             sub_hooks = None if hooks is None else cast(SubStepHooks, hooks.sub[sub])
             with nullcontext() if sub >= first_with_grad else torch.no_grad():
@@ -370,16 +372,51 @@ class HookedAIR(HookedRootModule):
         return len(names)
 
     def run_with_cache(self, *model_args: Any, names_filter: Any = None, **kwargs: Any):
-        """TransformerLens ``run_with_cache``; a string ``names_filter`` is a regular expression."""
+        """TransformerLens ``run_with_cache``; a string ``names_filter`` is a regular expression, a
+        list of names must name hook points that exist."""
         return super().run_with_cache(*model_args, names_filter=self._names_filter(names_filter), **kwargs)
 
     def _names_filter(self, names_filter: Any) -> Any:
+        if isinstance(names_filter, (list, tuple, set, frozenset)):
+            unknown = [name for name in names_filter if not isinstance(name, str) or name not in self.hook_dict]
+            if unknown:
+                raise AirInterpError(f"names_filter names {len(unknown)} hook point(s) this model does not have: "
+                                     f"{_listed(unknown)}{self._hint(unknown[0])}")
+            return list(names_filter)
         if not isinstance(names_filter, str):
             return names_filter
         matched = set(self.hook_names(names_filter))
         if not matched:
             raise AirInterpError(f"names_filter {names_filter!r} matches no hook point (see model.hook_names())")
         return matched.__contains__
+
+    @contextmanager
+    def hooks(self, fwd_hooks: Sequence[tuple[Any, Any]] = (), bwd_hooks: Sequence[tuple[Any, Any]] = (),
+              reset_hooks_end: bool = True, clear_contexts: bool = False) -> Iterator["HookedAIR"]:
+        """TransformerLens ``hooks`` (and so ``run_with_hooks``); a hook named by a string must name a
+        hook point of this model (a one-line AirInterpError with a hint otherwise)."""
+        self._check_hook_names([name for name, _ in (*fwd_hooks, *bwd_hooks)])
+        with super().hooks(list(fwd_hooks), list(bwd_hooks), reset_hooks_end, clear_contexts) as model:
+            yield model
+
+    def add_hook(self, name: Any, hook: Any, dir: Any = "fwd", is_permanent: bool = False,
+                 level: Optional[int] = None, prepend: bool = False) -> None:
+        """TransformerLens ``add_hook``; a string ``name`` must name a hook point of this model."""
+        self._check_hook_names([name])
+        super().add_hook(name, hook, dir=dir, is_permanent=is_permanent, level=level, prepend=prepend)
+
+    def _check_hook_names(self, names: Sequence[Any]) -> None:
+        for name in names:
+            if isinstance(name, str) and name not in self.hook_dict:
+                raise AirInterpError(f"unknown hook point {name!r}{self._hint(name)}")
+            if not isinstance(name, str) and not callable(name):
+                raise AirInterpError(f"a hook is named by a hook point name or a filter function on names, "
+                                     f"got {type(name).__name__}")
+
+    def _hint(self, name: Any) -> str:
+        close = difflib.get_close_matches(str(name), list(self.hook_dict), n=2, cutoff=0.6)
+        similar = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        return f"{similar} (model.hook_names() lists this model's {len(self.hook_dict)} hook points)"
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, path: str) -> None:
@@ -402,6 +439,11 @@ def _injection_split(kind: str, n_x: int) -> tuple[int, int]:
     if n_x == 1:
         return (0, 1) if kind == "L" else (1, 0)
     return n_x - 1, 1
+
+
+def _listed(names: Sequence[Any], most: int = 3) -> str:
+    shown = ", ".join(map(repr, names[:most]))
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _compile(pattern: str) -> re.Pattern:

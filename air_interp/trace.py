@@ -11,6 +11,10 @@ Memory is the puzzles times what is kept. ``keep="states"`` keeps full tensors (
 the forward dtype); ``keep="decode"`` keeps only each state's logit-lens decode, one byte per
 cell, so a 1,000-puzzle rollout at the paper's size (96 state updates, 81 cells) takes 7.8 MB
 instead of about 16 GB.
+
+No NaN is passed off as a result: every streamed rollout (this trace, and the probes' stream in
+``probes/lens.py``) runs :func:`finite_hooks`, which stop it with a one-line AirInterpError at
+the first ACT step and sub-step whose state or its logits are not finite.
 """
 from __future__ import annotations
 
@@ -89,6 +93,36 @@ class Trace:
         return self.values[self._known(name)][self._rows(name, step, sub)]
 
 
+def finite_hooks(model: "HookedAIR") -> list[tuple[str, Callable[..., None]]]:
+    """Hooks that stop a rollout at the first state (reset, or after an update) or halting logits
+    that are not finite, naming the ACT step and sub-step: every state's values and its logit-lens
+    logits (``model.unembed``) are checked as they are produced, and the Q head's logits at the
+    end of each ACT step. Read-only: the rollout is unchanged."""
+    cfg = model.cfg
+    hooks: list[tuple[str, Callable[..., None]]] = []
+    for state in dict.fromkeys(f"z_{kind}" for kind in cfg.schedule):
+        hooks.append((Site().name(f"hook_{state}_init"), _finite_check(model, f"the reset {state} (hook_{state}_init)")))
+    for step in range(cfg.halt_max_steps):
+        for sub, kind in enumerate(cfg.schedule):
+            name = Site(step, sub).name(f"hook_z_{kind}")
+            where = (f"ACT step {step + 1} of {cfg.halt_max_steps}, sub-step {sub + 1} of {cfg.sub_steps} "
+                     f"(the {kind}-update, {name})")
+            hooks.append((name, _finite_check(model, where)))
+        name = Site(step).name("hook_q")
+        hooks.append((name, _finite_check(model, f"ACT step {step + 1} of {cfg.halt_max_steps} (the halting "
+                                                 f"logits, {name})", unembed=False)))
+    return hooks
+
+
+def _finite_check(model: "HookedAIR", where: str, unembed: bool = True) -> Callable[..., None]:
+    def check(value: torch.Tensor, hook: Any) -> None:
+        if not bool(torch.isfinite(value).all()) or (unembed and not bool(torch.isfinite(model.unembed(value)).all())):
+            raise AirInterpError(f"the model's states or logits are not finite (NaN or inf) from {where} on; "
+                                 "a diverged model gives no result (no table is written)")
+
+    return check
+
+
 def state_sites(model: "HookedAIR", state: str) -> list[Site]:
     """The sub-steps whose update writes ``state`` (``z_L``: the L-updates), in rollout order."""
     kind = state.removeprefix("z_")
@@ -129,7 +163,7 @@ def trace(model: "HookedAIR", batch: "Batch", states: Optional[Sequence[str]] = 
     where = {state: state_sites(model, state) for state in states}
     where.update({site: site_sites(model, site) for site in sites})
     chunks: dict[str, list[list[torch.Tensor]]] = {name: [] for name in [*where, *(f"decode:{s}" for s in states)]}
-    hooks = list(fwd_hooks)
+    hooks = list(fwd_hooks) + finite_hooks(model)
     for name, located in where.items():
         point = f"hook_{name}" if name in states else name
         for update, site in enumerate(located):

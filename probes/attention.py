@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from air_interp.allowed import Allowed
 from air_interp.hooks import FwdHooks, Site
 from air_interp.errors import AirInterpError
 from air_interp.model import HookedAIR
@@ -42,6 +43,18 @@ from .lens import decode_state, puzzle_batch, stream
 from .render import draw_grid, token_legend
 
 PAPER_STEPS = (2, 4, 6, 8, 10, 12, 14, 15)
+# A 95% percentile interval from B resamples has its ends at the 2.5% and 97.5% order statistics:
+# below 100 resamples fewer than 3 resamples lie beyond each end, so the ends are noise (one
+# resample gives lo = hi). 1000, the default, puts 25 beyond each end.
+MIN_BOOTSTRAP = 100
+BOOTSTRAP_HELP = (f"puzzle-bootstrap resamples of the 95%% CI (default 1000; at least {MIN_BOOTSTRAP}: with fewer, "
+                  "fewer than 3 resamples lie beyond each end of the interval, whose ends are then noise)")
+_BOOTSTRAP = Allowed(int, low=MIN_BOOTSTRAP)
+
+
+def check_bootstrap(n_boot: object, label: str = "--bootstrap") -> int:
+    """The number of bootstrap resamples, at least ``MIN_BOOTSTRAP`` (a one-line AirInterpError otherwise)."""
+    return _BOOTSTRAP.check(n_boot, f"{label} (bootstrap resamples of the 95% CI)")
 
 
 def paper_steps(n_steps: int) -> tuple[int, ...]:
@@ -195,7 +208,9 @@ def metric_columns(table: pd.DataFrame) -> list[str]:
 def summarize(table: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Per layer x query class (and "all") x metric: n rows, n puzzles, mean, row-level 95% CI,
     puzzle-level bootstrap 95% CI and the fraction of rows above zero. NaN rows (every head of the
-    L or H map on the prefix, see :func:`content_pattern`) are left out and not counted."""
+    L or H map on the prefix, see :func:`content_pattern`) are left out and not counted.
+    ``n_boot`` is at least ``MIN_BOOTSTRAP`` (:func:`check_bootstrap`)."""
+    n_boot = check_bootstrap(n_boot)
     rng = np.random.default_rng(seed)
     out = []
     for cls, part in [("all", table), *table.groupby("cls")]:

@@ -7,15 +7,21 @@ into an ``--out`` folder the user names.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from air_interp.arguments import DEVICE_HELP, add_compute_options, device, fraction, non_negative_int, positive_int
 from air_interp.config import AIRConfig
 from air_interp.errors import AirInterpError
+
+# the --bootstrap help, as probes.attention states it (that module imports torch: the parser must not)
+BOOTSTRAP_HELP = ("puzzle-bootstrap resamples of the 95%% CI (default 1000; at least 100: with fewer, fewer than 3 "
+                  "resamples lie beyond each end of the interval, whose ends are then noise)")
 
 if TYPE_CHECKING:  # the model module imports torch, which the parser must not
     from air_interp.model import HookedAIR
@@ -39,11 +45,28 @@ def _add_out(parser: argparse.ArgumentParser, help_text: str) -> None:
                         help="write into a non-empty --out folder (files of the same names are replaced)")
 
 
-def _out_folder(args: argparse.Namespace) -> Optional[Path]:
-    """The checked ``--out`` folder, or None when nothing is to be written."""
-    from air_interp.io import check_folder_target
+def _writes_out(command: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
+    """Run a command whose ``_out_folder(args)`` is a temporary folder: on success its files move
+    into --out together (:func:`air_interp.io.probe_output`, which also holds --out's lock from
+    ``_out_folder`` to the end), and are reported."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> None:
+        with contextlib.ExitStack() as stack:
+            args.outputs, args.output = stack, None
+            command(args)
+        if args.output is not None and args.output.moved:
+            _report(args.output.moved)
+    return run
 
-    return None if args.out is None else check_folder_target(args.out, args.overwrite)
+
+def _out_folder(args: argparse.Namespace, names: tuple[str, ...] = ()) -> Optional[Path]:
+    """The temporary folder the command writes into, or None when nothing is to be written: --out
+    is checked and locked here, before any compute, and receives the files when the command ends
+    without an error (see _writes_out)."""
+    from air_interp.io import probe_output
+
+    args.output = args.outputs.enter_context(probe_output(args.out, args.overwrite, names))
+    return None if args.output is None else args.output.folder
 
 
 def _load(checkpoint: Optional[str], args: argparse.Namespace):
@@ -106,6 +129,7 @@ def _report(written: list[Path]) -> None:
     print("wrote " + ", ".join(str(p) for p in written))
 
 
+@_writes_out
 def _decode(args: argparse.Namespace) -> None:
     from .decode import decode, plot_decode, render_rollout, summary, write_viewer
     from air_interp.output import write_table
@@ -127,7 +151,6 @@ def _decode(args: argparse.Namespace) -> None:
         written += plot_decode(result, args.puzzle, steps, out / f"decode_puzzle{args.puzzle}")
         written.append(write_viewer(result, args.puzzle, out / f"decode_puzzle{args.puzzle}_viewer"))
         written.append(_write_run_info(out, args, "decode", [(path, model)]))
-        _report(written)
 
 
 def _same_configuration(loaded: list[tuple[Path, HookedAIR]]) -> None:
@@ -148,6 +171,7 @@ def _config_differences(a: AIRConfig, b: AIRConfig) -> list[str]:
     return [f"{name} ({first[name]} vs {second[name]})" for name in first if first[name] != second[name]]
 
 
+@_writes_out
 def _freeze(args: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -171,13 +195,15 @@ def _freeze(args: argparse.Namespace) -> None:
         written = write_table(table, out / "freeze_table") + write_table(updates, out / "freeze_updates", ["csv"])
         written += plot_freeze(updates, out / f"freeze_{args.state}", title=f"{names}, {len(inputs)} puzzles")
         written.append(_write_run_info(out, args, "freeze", loaded))
-        _report(written)
 
 
+@_writes_out
 def _attention(args: argparse.Namespace) -> None:
-    from .attention import AttentionOptions, attention_contrasts, plot_contrasts, plot_example, summarize
+    from .attention import (AttentionOptions, attention_contrasts, check_bootstrap, plot_contrasts, plot_example,
+                            summarize)
     from air_interp.output import write_table
 
+    check_bootstrap(args.bootstrap)
     out = _out_folder(args)
     path, model = _load(args.checkpoint, args)
     cfg = model.cfg
@@ -208,9 +234,9 @@ def _attention(args: argparse.Namespace) -> None:
         written += plot_example(model, inputs, labels, puzzle=0, layer=example_layer, head=args.head,
                                 path=out / f"attention_example_layer{example_layer}")
         written.append(_write_run_info(out, args, "attention", [(path, model)]))
-        _report(written)
 
 
+@_writes_out
 def _linear_probe(args: argparse.Namespace) -> None:
     from .linear import TARGETS, collect, held_out_count, linear_probes, plot_linear_probes
     from air_interp.output import write_table
@@ -237,9 +263,9 @@ def _linear_probe(args: argparse.Namespace) -> None:
         written += plot_linear_probes(table, out / "linear_probes",
                                       title=f"{path.stem}: linear probes, held-out puzzles")
         written.append(_write_run_info(out, args, "linear-probe", [(path, model)]))
-        _report(written)
 
 
+@_writes_out
 def _patch(args: argparse.Namespace) -> None:
     from air_interp.output import write_table
     from .patching import patch, patch_summary, plot_patching
@@ -258,9 +284,9 @@ def _patch(args: argparse.Namespace) -> None:
         written = write_table(summary, out / "patching_summary") + write_table(rows, out / "patching_rows", ["csv"])
         written += plot_patching(summary, out / "patching", title=f"{path.stem}: patching a state from another puzzle")
         written.append(_write_run_info(out, args, "patch", [(path, model)]))
-        _report(written)
 
 
+@_writes_out
 def _halting(args: argparse.Namespace) -> None:
     from air_interp.output import write_table
     from .halting import halting, halting_outcomes, halting_summary, plot_halting, reliability
@@ -280,9 +306,9 @@ def _halting(args: argparse.Namespace) -> None:
         written += write_table(halting_outcomes(table), out / "halting_puzzles", ["csv"])
         written += plot_halting(table, out / "halting", title=f"{path.stem}: the halting gate ({rule})", bins=args.bins)
         written.append(_write_run_info(out, args, "halting", [(path, model)]))
-        _report(written)
 
 
+@_writes_out
 def _commitment(args: argparse.Namespace) -> None:
     from air_interp.output import write_table
     from .commitment import commitment, commitment_summary, plot_commitment
@@ -300,7 +326,6 @@ def _commitment(args: argparse.Namespace) -> None:
         written = write_table(table, out / "commitment_table", ["csv"]) + write_table(summary, out / "commitment_summary")
         written += plot_commitment(result, table, out / "commitment", title=f"{path.stem}: when each cell commits")
         written.append(_write_run_info(out, args, "commitment", [(path, model)]))
-        _report(written)
 
 
 def _parse_models(specs: list[str]) -> dict[str, Path]:
@@ -333,6 +358,7 @@ def _figures(args: argparse.Namespace) -> None:
     print(f"wrote the figures and tables listed in {manifest}")
 
 
+@_writes_out
 def _tables(args: argparse.Namespace) -> None:
     from air_interp.output import write_table
     from .tables import (PUBLISHED, accuracy_rows, card_rows, find_checkpoints, injection_table, level_token_table,
@@ -355,16 +381,17 @@ def _tables(args: argparse.Namespace) -> None:
         written = write_table(rows, out / "sweep_accuracy", ["csv"])
         for name, table in tables.items():
             written += write_table(table, out / name, ("csv", "md", "tex"))
-        _report(written)
 
 
+@_writes_out
 def _emergence(args: argparse.Namespace) -> None:
-    from .emergence import emergence, plot_emergence
-    from air_interp.output import write_table
+    from .emergence import COMBINED_FILES, combined_outputs, emergence, write_emergence
 
     from air_interp.hardware import set_threads
 
-    out = _out_folder(args)
+    out = _out_folder(args, names=COMBINED_FILES)
+    if out is not None:
+        combined_outputs(Path(args.out))  # no output resolves to a run's emergence.csv
     set_threads(args.threads)
     table = emergence([Path(run) for run in args.runs], args.puzzles, Path(args.data) if args.data else None,
                       args.batch_size, not args.quiet, args.dtype, args.every)
@@ -373,10 +400,7 @@ def _emergence(args: argparse.Namespace) -> None:
     print(shown.pivot_table(index=["run", "train_step"], columns=["metric", "state"], values="value")
           .to_string(float_format=lambda v: f"{v:.3f}"))
     if out is not None:
-        written = write_table(table, out / "emergence", ["csv"])
-        written += plot_emergence(table, out / "emergence", title=f"{' vs '.join(dict.fromkeys(table['run']))}: "
-                                                                   "probes along training")
-        print("wrote " + ", ".join(str(p) for p in written))
+        write_emergence(table, out, title=f"{' vs '.join(dict.fromkeys(table['run']))}: probes along training")
 
 
 def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
@@ -428,7 +452,7 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
                            help="leave out of the head average any head with < 1e-6 of its mass on content (parked "
                                 "on the prefix); published: renormalise any positive content mass, uniform if 0")
     attention.add_argument("--head", type=non_negative_int, default=0, help="head of the example heatmap (default 0)")
-    attention.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples (default 1000)")
+    attention.add_argument("--bootstrap", type=positive_int, default=1000, help=BOOTSTRAP_HELP)
     _add_common(attention)
     attention.set_defaults(func=_attention, batch_size=16)
 
@@ -525,8 +549,8 @@ def add_probe_parsers(commands: argparse._SubParsersAction) -> None:
     emergence.add_argument("--every", type=positive_int, default=1,
                            help="measure only checkpoints whose step is a multiple of this, and the latest "
                                 "(default 1: all; a 4-layer checkpoint takes a minute or two on one CPU core)")
-    _add_out(emergence, "folder for the combined table and the figure (default: print only; each run's "
-                        "measurements are cached in <run>/emergence.csv either way)")
+    _add_out(emergence, "folder for the runs' combined table and figure, emergence_runs.csv/.png/.pdf (default: "
+                        "print only; each run's measurements are cached in <run>/emergence.csv either way)")
     emergence.add_argument("--quiet", action="store_true", help="no progress bars")
     add_compute_options(emergence)
     emergence.set_defaults(func=_emergence)

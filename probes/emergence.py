@@ -19,8 +19,11 @@ A run fine-tuned from other weights (``train --init-from``) starts its curve at 
 weights, measured on the run's own data, when they are at hand.
 
 Measurements are cached per run in ``<run>/emergence.csv`` (keyed by the checkpoint's SHA-256, the
-dataset and the number of puzzles), so a rerun measures only new checkpoints, a run can be watched
-while it trains, and a run directory whose checkpoints are gone (a committed log) still draws.
+dataset's path and a digest of its content, the number of puzzles and the forward dtype), so a
+rerun measures only new checkpoints, a run can be watched while it trains, new data at the same
+path is measured again, and a run directory whose checkpoints are gone (a committed log) still
+draws. The runs' combined table and figure (``air-interp emergence --out``) are
+``emergence_runs.*``, a name no cache has: no output may resolve to a run's cache.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ import pandas as pd
 
 from air_interp.checkpoints import RUN_EMERGENCE, init_checkpoint, load_model, run_checkpoints
 from air_interp.data import load_dataset
+from air_interp.data.dataset import dataset_digest
 from air_interp.errors import AirInterpError
 from air_interp.io import atomic_path, sha256
 from air_interp.model import HookedAIR
@@ -51,8 +55,51 @@ if TYPE_CHECKING:
 
 CACHE = RUN_EMERGENCE
 EARLY_STEPS = 2  # ACT steps 0 and 1: where the paper shows z_L holding cells undecided
-KEY = ["train_step", "sha256", "data", "puzzles", "forward_dtype"]
+KEY = ["train_step", "sha256", "data", "data_sha256", "puzzles", "forward_dtype"]
 COLUMNS = ["metric", "state", "setting", "act_step", "layer", "value"]
+UNKNOWN_DIGEST = ""  # data_sha256 of rows cached before the digest was recorded
+COMBINED = "emergence_runs"  # the combined table and figure of several runs (emergence --out DIR)
+COMBINED_FILES = tuple(f"{COMBINED}.{suffix}" for suffix in ("csv", "png", "pdf"))
+
+
+def is_cache(path: Path) -> bool:
+    """Whether ``path`` (symlinks resolved) is a run's emergence cache: a file named ``emergence.csv``
+    in a training run's folder (its ``config.json``), or one that holds our cache's columns."""
+    real = Path(path).resolve()
+    if real.name != CACHE:
+        return False
+    if (real.parent / "config.json").is_file() or (real.parent / "checkpoints").is_dir():
+        return True
+    try:
+        with real.open() as handle:
+            header = handle.readline().strip().split(",")
+    except OSError:
+        return False
+    return set(KEY[:3]) <= set(header)
+
+
+def check_outputs_not_caches(outputs: Sequence[Path]) -> None:
+    """No output is (or resolves to) a run's emergence cache: writing one would lose its measurements."""
+    for output in outputs:
+        if is_cache(output):
+            where = "is" if Path(output).resolve() == Path(output).absolute() else f"resolves to {Path(output).resolve()},"
+            raise AirInterpError(f"{output} {where} a run's emergence cache ({CACHE}, its measurements); "
+                                 "refusing to write over it, choose another --out")
+
+
+def combined_outputs(out: Path) -> list[Path]:
+    """The files ``air-interp emergence --out OUT`` writes (checked before any measurement)."""
+    outputs = [Path(out) / name for name in COMBINED_FILES]
+    check_outputs_not_caches(outputs)
+    return outputs
+
+
+def write_emergence(table: pd.DataFrame, out: Path, title: str = "") -> list[Path]:
+    """The combined table (``emergence_runs.csv``) and figure (``.png``, ``.pdf``) in the folder ``out``."""
+    combined_outputs(out)  # again: nothing may have moved in while we measured
+    from air_interp.output import write_table
+
+    return write_table(table, Path(out) / COMBINED, ["csv"]) + plot_emergence(table, Path(out) / COMBINED, title)
 
 
 def _row(metric: str, value: float, state: str = "", setting: str = "", act_step: float = np.nan,
@@ -134,10 +181,15 @@ def run_dataset(run: Path) -> Path:
 def read_cache(run: Path) -> pd.DataFrame:
     """The run's cached measurements (none when there is no cache, or one of an older layout)."""
     path = run / CACHE
-    table = pd.read_csv(path, keep_default_na=False, na_values=[""]) if path.is_file() else None
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"data_sha256": str}) \
+        if path.is_file() else None
+    if table is not None and "data_sha256" not in table.columns:  # cached before the digest: unknown data
+        table.insert(table.columns.get_loc("data") + 1 if "data" in table.columns else 0, "data_sha256",
+                     UNKNOWN_DIGEST)
     if table is None or set(KEY + COLUMNS) - set(table.columns):
         return pd.DataFrame(columns=KEY + COLUMNS)
-    return table.fillna({"state": "", "setting": ""})  # as measured: no state / setting is ""
+    # as measured: no state / setting is "", and an unknown digest ""
+    return table.fillna({"state": "", "setting": "", "data_sha256": UNKNOWN_DIGEST})
 
 
 def _write_cache(run: Path, table: pd.DataFrame) -> None:
@@ -158,7 +210,12 @@ def run_emergence(run: Path, puzzles: int = 64, data: Optional[Path] = None, bat
     rewritten weights) replaces its earlier rows. With ``every`` > 1 only the checkpoints whose
     step is a multiple of it, and the latest, are measured (each costs several rollouts); with
     ``measure=False`` none is: the cached rows only. ``checkpoints`` ((step, model file) pairs)
-    replaces the run's own, e.g. a published run's final model beside its log."""
+    replaces the run's own, e.g. a published run's final model beside its log.
+
+    Rows are keyed by the data's path and a digest of the measured puzzles (:func:`dataset_digest`):
+    after the data at that path changed, every checkpoint at hand is measured again and rows of the
+    old data are not returned. Rows cached before the digest was recorded count as unknown data:
+    measured again where their checkpoint is at hand, returned as they are where it is not."""
     run = Path(run)
     if not run.is_dir():
         raise AirInterpError(f"{run}: no such training run directory")
@@ -172,18 +229,20 @@ def run_emergence(run: Path, puzzles: int = 64, data: Optional[Path] = None, bat
         raise AirInterpError(f"{run}: no checkpoints (checkpoints/step_*/model.safetensors) and no {CACHE}")
     dataset = data or run_dataset(run)
     inputs, labels = np.empty((0, 0)), np.empty((0, 0))
+    digest: Optional[str] = None  # known when measuring: the content of the measured puzzles
     if checkpoints:
         split = load_dataset(dataset).split("test")
         inputs, labels = split.inputs[:puzzles], split.labels[:puzzles]
         puzzles = len(inputs)
+        digest = dataset_digest(split, puzzles)
     for step, model_file in checkpoints:
         try:
             model = load_model(model_file, dtype=dtype)
         except AirInterpError as err:  # pruned by the trainer while we looked
             warnings.warn(f"skipping {model_file}: {err}")
             continue
-        key = {"train_step": step, "sha256": sha256(model_file), "data": str(dataset), "puzzles": puzzles,
-               "forward_dtype": model.cfg.forward_dtype}
+        key = {"train_step": step, "sha256": sha256(model_file), "data": str(dataset), "data_sha256": digest,
+               "puzzles": puzzles, "forward_dtype": model.cfg.forward_dtype}
         if (table[KEY] == pd.Series(key)).all(axis=1).any():
             continue
         measured = checkpoint_metrics(model, inputs, labels, batch_size, progress).assign(**key)[KEY + COLUMNS]
@@ -193,6 +252,8 @@ def run_emergence(run: Path, puzzles: int = 64, data: Optional[Path] = None, bat
         table = table.sort_values("train_step", kind="stable", ignore_index=True)
         _write_cache(run, table)
     on_data = table[table["data"] == str(dataset)]
+    if digest is not None:  # rows measured on other content at this path are stale
+        on_data = on_data[on_data["data_sha256"].isin([digest, UNKNOWN_DIGEST])]
     if on_data.empty:
         raise AirInterpError(f"{run}: no checkpoints to measure and no cached measurement on {dataset}; the cache "
                              f"holds measurements on {sorted(set(table['data']))}: pass --data")

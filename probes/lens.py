@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from air_interp.errors import AirInterpError
 from air_interp.hooks import FwdHooks, Site
 from air_interp.model import HookedAIR
+from air_interp.trace import finite_hooks
 
 STATES = ("z_H", "z_L")
 
@@ -63,13 +64,18 @@ def puzzle_batch(model: HookedAIR, inputs: np.ndarray, puzzle_identifiers: Optio
 def stream(model: HookedAIR, inputs: np.ndarray, batch_size: int, desc: str, progress: bool = True,
            puzzle_identifiers: Optional[np.ndarray] = None) -> Iterator[tuple[slice, dict[str, torch.Tensor]]]:
     """(rows, batch) over ``inputs`` in batches of ``batch_size``, with a progress bar counting
-    puzzles: the one loop every probe runs, so every batch carries everything the model reads."""
+    puzzles: the one loop every probe runs, so every batch carries everything the model reads.
+
+    While it streams, every rollout of the model is checked for non-finite states and logits
+    (:func:`air_interp.trace.finite_hooks`): a diverged model stops the probe with one line naming
+    the first ACT step and sub-step that went non-finite, before any table is made."""
     n = len(inputs)
     if batch_size < 1:
         raise AirInterpError(f"batch_size must be at least 1, got {batch_size}")
     if puzzle_identifiers is not None and np.shape(puzzle_identifiers) != (n,):
         raise AirInterpError(f"puzzle_identifiers must have shape ({n},), got {np.shape(puzzle_identifiers)}")
-    with tqdm(total=n, desc=desc, unit="puzzle", disable=not progress, leave=False) as bar:
+    with model.hooks(fwd_hooks=finite_hooks(model)), \
+            tqdm(total=n, desc=desc, unit="puzzle", disable=not progress, leave=False) as bar:
         for start in range(0, n, batch_size):
             rows = slice(start, min(start + batch_size, n))
             yield rows, puzzle_batch(model, inputs, puzzle_identifiers, rows)

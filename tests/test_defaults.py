@@ -59,7 +59,7 @@ def test_the_default_has_the_papers_depth_and_its_card_says_how_it_was_trained()
 def test_attention_at_the_papers_last_layer_runs_on_the_default(tmp_path, capsys):
     from air_interp.cli import main
 
-    assert main(["attention", "--layer", "3", "--puzzles", "4", "--bootstrap", "20", "--out", str(tmp_path),
+    assert main(["attention", "--layer", "3", "--puzzles", "4", "--bootstrap", "100", "--out", str(tmp_path),
                  "--quiet", "--threads", "1"]) == 0
     table = pd.read_csv(tmp_path / "attention_table.csv")
     assert set(table["layer"]) == {3}

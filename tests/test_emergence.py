@@ -53,7 +53,7 @@ def test_last_checkpoint_metrics_equal_the_probes_run_directly(tmp_path):
     frozen_H = per_puzzle[per_puzzle["freeze"] == "z_H"]
     assert value(last, "content_changes", state="z_L", setting="normal") == normal["z_L_content_changes"].mean()
     assert value(last, "content_changes", state="z_L", setting="z_H frozen") == frozen_H["z_L_content_changes"].mean()
-    summary = summarize(attention_contrasts(model, inputs, labels, progress=False), n_boot=10)
+    summary = summarize(attention_contrasts(model, inputs, labels, progress=False), n_boot=100)
     for _, row in summary.iterrows():
         assert value(last, row["metric"], setting=row["cls"], layer=row["layer"]) == pytest.approx(row["mean"], abs=1e-12)
     assert set(table["train_step"]) == {10, 20}
@@ -90,8 +90,8 @@ def test_measured_checkpoints_are_not_measured_again(tmp_path, monkeypatch):
 def test_cli_draws_runs_side_by_side_and_refuses_bad_runs(tmp_path, capsys):
     a, b = fake_run(tmp_path / "air", {10: 1}), fake_run(tmp_path / "sym", {10: 4})
     assert main(["emergence", str(a), str(b), "--puzzles", "3", "--out", str(tmp_path / "out"), "--quiet"]) == 0
-    table = pd.read_csv(tmp_path / "out" / "emergence.csv")
-    assert set(table["run"]) == {"air", "sym"} and (tmp_path / "out" / "emergence.png").is_file()
+    table = pd.read_csv(tmp_path / "out" / "emergence_runs.csv")
+    assert set(table["run"]) == {"air", "sym"} and (tmp_path / "out" / "emergence_runs.png").is_file()
     assert (a / CACHE).is_file()
     capsys.readouterr()
     assert main(["emergence", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")]) == 2

@@ -117,7 +117,7 @@ def public_bf16_checkpoint(tmp_path):
 
 
 def attention_cli(checkpoint, out, *extra: str) -> pd.DataFrame:
-    assert main(["attention", str(checkpoint), "--puzzles", "2", "--steps", "2", "--bootstrap", "10",
+    assert main(["attention", str(checkpoint), "--puzzles", "2", "--steps", "2", "--bootstrap", "100",
                  "--out", str(out), "--quiet", "--threads", "1", *extra]) == 0
     return pd.read_csv(out / "attention_rows.csv")
 

@@ -135,19 +135,30 @@ def test_injection_table_is_mean_and_std_over_seeds():
 
 @pytest.mark.slow
 def test_figures_command_writes_every_output_and_a_manifest(model, tmp_path):
-    sweep = tmp_path / "sweep"
-    sweep.mkdir()
-    model.save(sweep / "a.safetensors")
-    tiny_model("Lx_Hx", halt_max_steps=2).save(sweep / "b.safetensors")
-    assert main(["figures", "--model", f"tiny={sweep / 'a.safetensors'}", "--sweep", str(sweep), "--puzzles", "2",
-                 "--sweep-puzzles", "3", "--out", str(tmp_path / "figs"), "--quiet", "--dtype", "bfloat16",
+    from air_interp.defaults import DEFAULT_DATASETS
+
+    published = tmp_path / "sweep" / "published"  # as air-interp sweep publishes finished runs
+    for seed, (variant, exact) in enumerate([("Lx_H", 0.5), ("Lx_H", 0.7), ("Lx_Hx", 0.4)]):
+        name = f"{variant}_seed{seed}"
+        (published / "logs" / name).mkdir(parents=True)
+        tiny_model(variant, seed=seed, halt_max_steps=2).save(published / f"{name}.safetensors")
+        (published / "logs" / name / "config.json").write_text(json.dumps({"train": {"data": str(DEFAULT_DATASETS["sudoku"])}}))
+        (published / f"{name}.json").write_text(json.dumps({
+            "name": name, "task": "sudoku", "variant": variant, "seed": seed, "step": 3, "dataset": "d",
+            "training": {"n_layers": 2, "hours": 0.1}, "test": {"exact_accuracy": exact, "accuracy": 0.9, "count": 10,
+                     "exact_by_step": [exact / 2, exact]}}))
+    assert main(["figures", "--model", f"tiny={published / 'Lx_H_seed0.safetensors'}", "--sweep", str(tmp_path / "sweep"),
+                 "--puzzles", "2", "--out", str(tmp_path / "figs"), "--quiet", "--dtype", "bfloat16",
                  "--threads", "1"]) == 0
     manifest = json.loads((tmp_path / "figs" / "manifest.json").read_text())
     files = {entry["file"] for entry in manifest["outputs"]}
     for name in ("tiny_decode.png", "tiny_freeze.pdf", "tiny_attention.png", "tiny_attention_table.tex",
                  "tiny_freeze_table.md", "injection_table.tex", "level_token_table.csv", "tiny_linear_probes.png",
-                 "tiny_patching.csv"):
+                 "tiny_patching.csv", "specialisation_table.md", "sweep_runs.csv"):
         assert name in files and (tmp_path / "figs" / name).stat().st_size > 0
     assert {entry["forward_dtype"] for entry in manifest["outputs"] if "sha256" in entry} == {"bfloat16"}
     assert manifest["dtype_requested"] == "bfloat16" and manifest["machine"]["threads"] == 1
-    assert set(pd.read_csv(tmp_path / "figs" / "sweep_accuracy.csv")["forward_dtype"]) == {"bfloat16"}
+    injection = pd.read_csv(tmp_path / "figs" / "injection_table.csv").set_index("variant")
+    assert injection.loc["Lx_H", "sudoku"].endswith("(n=2)") and injection.loc["Lx_H", "paper sudoku"] == 60.0
+    specialisation = pd.read_csv(tmp_path / "figs" / "specialisation_table.csv")
+    assert list(specialisation["variant"]) == ["Lx_H", "Lx_Hx"] and specialisation["exact %"][0] == "60.0 ± 14.1 (n=2)"

@@ -12,18 +12,53 @@ from air_interp.tasks import get_task
 TINY_MODEL = dict(d_model=32, n_heads=2, n_layers=1, halt_max_steps=2)
 
 
+def corridor(rng: np.random.Generator, side: int = 4) -> np.ndarray:
+    """A random corridor maze: walls everywhere but a simple path from S to G (at least 3 cells) that
+    never touches itself, so it is the one shortest path; as tokens."""
+    from air_interp.tasks.maze import GOAL, OPEN, START, WALL
+
+    def neighbours(cell: int) -> list[int]:
+        row, col = divmod(cell, side)
+        return [r * side + c for r, c in ((row - 1, col), (row, col + 1), (row + 1, col), (row, col - 1))
+                if 0 <= r < side and 0 <= c < side]
+
+    while True:
+        path = [int(rng.integers(side * side))]
+        length = int(rng.integers(3, 2 * side + 1))
+        while len(path) < length:
+            free = [n for n in neighbours(path[-1])
+                    if n not in path and not any(m in path[:-1] for m in neighbours(n))]
+            if not free:
+                break
+            path.append(int(rng.choice(free)))
+        if len(path) >= 3:
+            grid = np.full(side * side, WALL, dtype=np.uint8)
+            grid[path] = OPEN
+            grid[path[0]], grid[path[-1]] = START, GOAL
+            return grid
+
+
 def shift_task(path: Path, n_train: int = 64, n_test: int = 32, seed: int = 0) -> Path:
-    """A 4x4 'maze' dataset whose label is a fixed relabelling of the input: learnable in seconds."""
+    """A 4x4 maze dataset of distinct corridors (:func:`corridor`), a valid maze task whose label
+    (the corridor's open cells marked 'o') is a per-cell relabelling of the input: learnable in seconds."""
+    from air_interp.tasks.maze import OPEN, PATH
+
     task = get_task("maze4")
     rng = np.random.default_rng(seed)
+    seen: set[bytes] = set()
+    mazes = []
+    while len(mazes) < n_train + n_test:
+        grid = corridor(rng)
+        if grid.tobytes() not in seen:
+            seen.add(grid.tobytes())
+            mazes.append(grid)
 
-    def split(n: int, offset: int) -> Split:
-        inputs = rng.integers(1, task.vocab_size, size=(n, task.seq_len))
-        labels = inputs % (task.vocab_size - 1) + 1
-        return Split.from_rows(list(inputs), list(labels), [0.0] * n, list(range(offset, offset + n)),
-                               ["synthetic"] * n, task.seq_len)
+    def split(part: list[np.ndarray], offset: int) -> Split:
+        labels = [np.where(grid == OPEN, PATH, grid).astype(np.uint8) for grid in part]
+        return Split.from_rows(part, labels, [0.0] * len(part), list(range(offset, offset + len(part))),
+                               ["synthetic"] * len(part), task.seq_len)
 
-    train, test = split(n_train, 0), split(n_test, n_train)
+    train, test = split(mazes[:n_train], 0), split(mazes[n_train:], n_train)
     return save_dataset(Dataset(task, train, test, make_manifest(task, train, test, {"kind": "synthetic"})), path)
 
 

@@ -4,7 +4,9 @@
         -- --scale cpu --data data/sudoku-easy50 --steps 1000 --no-act-continue --ema 0.999
 
 Everything after ``--`` is passed to ``air-interp train`` for every run. Run ``OUT/<preset>_seed<s>/``
-logs to ``OUT/<preset>_seed<s>.log``. Run the same command again after an interruption: runs that
+logs to ``OUT/<preset>_seed<s>.log``, which starts with a line naming it a log of the sweep; a
+resumed sweep appends to its logs, and a file at that path that is not one (nor beside a run of
+ours) is refused before anything starts. Run the same command again after an interruption: runs that
 were started resume from their latest checkpoint (and stop at once when finished), the others
 start. A finished run is published into ``OUT/published/`` as a default is (train/publish.py): its
 model ``<preset>_seed<s>.safetensors``, its card ``<preset>_seed<s>.json`` (preset, seed, depth,
@@ -31,6 +33,7 @@ from air_interp.errors import AirInterpError
 
 PRESET_GROUPS = {"injection": INJECTION_PRESETS, "level-token": LEVEL_TOKEN_PRESETS}
 PUBLISHED = "published"
+LOG_HEADER = "# air-interp sweep: the log of "  # the first line of every run's log
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,36 @@ class SweepRun:
     @property
     def log(self) -> Path:
         return self.directory.with_suffix(".log")
+
+    def check_log(self) -> None:
+        """The run's log may be appended to: it is new or empty, or a log of ours (it starts with
+        ``LOG_HEADER``, or, written before logs had that line, it lies beside its training run or
+        published card). Anything else at that path is a one-line AirInterpError."""
+        log = self.log
+        if log.is_symlink():
+            raise AirInterpError(f"{log} is a symlink; a sweep appends its runs' logs to files of its own, "
+                                 "remove the link or choose another --out")
+        if not log.exists():
+            return
+        if not log.is_file():
+            raise AirInterpError(f"{log} is a folder; a sweep writes its run's log there, choose another --out")
+        with log.open("rb") as handle:
+            first = handle.readline()
+        legacy = (self.directory / "config.json").is_file() or self.card.is_file()
+        if first and not first.startswith(LOG_HEADER.encode()) and not legacy:
+            raise AirInterpError(f"{log} exists and is not a log of this sweep (its first line is not "
+                                 f"'{LOG_HEADER}...' and {self.directory} holds no training run of ours); refusing "
+                                 "to append to it, move it away or choose another --out")
+
+    def open_log(self):
+        """The run's log, opened for appending (its header line written first when it is new)."""
+        self.check_log()
+        log = open(self.log, "a")
+        if log.tell() == 0:
+            log.write(f"{LOG_HEADER}{self.directory.name} (air-interp train --preset {self.preset} "
+                      f"--seed {self.seed})\n")
+            log.flush()
+        return log
 
     def status(self) -> str:
         """``new`` (no checkpoint yet), ``started``, ``finished`` (at its configured step count) or
@@ -98,11 +131,13 @@ def run_sweep(runs: Sequence[SweepRun], train_args: Sequence[str], jobs: int = 1
     for run in [run for run in waiting if run.status() == "published"]:
         waiting.remove(run)
         codes[run] = 0
+    for run in waiting:  # before any run starts
+        run.check_log()
     while waiting or running:
         while waiting and len(running) < jobs:
             run = waiting.pop(0)
             run.directory.parent.mkdir(parents=True, exist_ok=True)
-            with open(run.log, "a") as log:
+            with run.open_log() as log:
                 running[run] = subprocess.Popen(run.command(train_args), stdout=log, stderr=subprocess.STDOUT)
             print(f"started  {run.directory.name}", flush=True)
         for run, process in list(running.items()):

@@ -14,7 +14,7 @@ from typing import Any
 from air_interp.arguments import non_negative_int, positive_int
 from air_interp.data import generate, upstream
 from air_interp.data.dataset import (
-    SPLITS, Dataset, Split, check_dataset_target, load_dataset, make_manifest, save_dataset,
+    SPLITS, Dataset, Split, check_dataset_target, load_dataset, make_manifest, repeated_puzzles, save_dataset,
 )
 from air_interp.data.sudoku import DEFAULT_RELABELINGS, TIERS
 from air_interp.errors import AirInterpError
@@ -157,6 +157,11 @@ def run_import(args: argparse.Namespace) -> None:
     test = upstream.subsample(test, args.subsample_test, args.seed)
     provenance |= {"subsample": args.subsample, "subsample_test": args.subsample_test, "seed": args.seed,
                    "invalid_rows_skipped": len(bad.rows)}
+    repeats = repeated_puzzles(train, test)
+    if any(repeats.values()):
+        print(f"air-interp: warning: {repeats['train']} train and {repeats['test']} test puzzles repeat an earlier "
+              f"one of their split, and {repeats['test_in_train']} test puzzles are also train puzzles; imported "
+              "as they are (counted under \"duplicates\" in the manifest)", file=sys.stderr)
     _save(Dataset(task, train, test, make_manifest(task, train, test, provenance)), args.out, args.overwrite)
 
 

@@ -9,10 +9,19 @@ A dataset directory holds ``manifest.json`` and one folder per split (``train``,
 - ``sources.npy``: unicode ``(N,)``, the upstream ``source`` column or the generator's name.
 
 The manifest records the task, where the data came from (seed, generator and version, or the
-imported files), the counts and a rating histogram per split.
+imported files), the counts, repeated puzzles (``duplicates``: rows whose input repeats an
+earlier row of the split, and test rows whose input is also a train row) and a rating histogram
+per split.
+
+Loading checks a dataset as strictly as ``data import`` checks its input: every array has its
+kind (integer tokens and indices, float ratings, string sources; nothing is cast silently) and
+shape, every row obeys the task's rules (:meth:`Task.check_example`: e.g. no PAD in a puzzle,
+the label solves it), and the rows of a group lie together and share the task's symmetry
+invariant (so no group folds several puzzles into one).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -96,8 +105,39 @@ def rating_histogram(ratings: np.ndarray) -> dict[str, Any]:
     }
 
 
+def dataset_digest(split: Split, rows: int | None = None) -> str:
+    """SHA-256 of a split's content (its first ``rows`` rows): the inputs' and labels' dtype, shape
+    and bytes. What a cache of measurements on a dataset is keyed by, beside its path, so new
+    data at the same path is measured again."""
+    digest = hashlib.sha256()
+    for array in (split.inputs[:rows], split.labels[:rows]):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _row_keys(split: Split) -> np.ndarray:
+    inputs = np.ascontiguousarray(split.inputs)
+    return inputs.view(np.dtype((np.void, inputs.shape[1] * inputs.itemsize))).reshape(len(inputs))
+
+
+def repeated_puzzles(train: Split, test: Split) -> dict[str, int]:
+    """Rows whose input repeats an earlier row of the same split (``train``, ``test``), and test
+    rows whose input is also a train row (``test_in_train``)."""
+    if not (len(train) and len(test)) or train.inputs.shape[1:] != test.inputs.shape[1:]:
+        return {"train": 0, "test": 0, "test_in_train": 0}
+    keys = np.concatenate([_row_keys(train), _row_keys(test)])
+    _, ids = np.unique(keys, return_inverse=True)
+    ids = ids.reshape(-1)
+    train_ids, test_ids = ids[:len(train)], ids[len(train):]
+    return {"train": int(len(train_ids) - np.unique(train_ids).size),
+            "test": int(len(test_ids) - np.unique(test_ids).size),
+            "test_in_train": int(np.isin(test_ids, train_ids).sum())}
+
+
 def make_manifest(task: Task, train: Split, test: Split, source: dict[str, Any]) -> dict[str, Any]:
-    """The manifest of a dataset: format, task, provenance, counts and rating histograms."""
+    """The manifest of a dataset: format, task, provenance, counts, repeated puzzles and rating histograms."""
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -107,6 +147,7 @@ def make_manifest(task: Task, train: Split, test: Split, source: dict[str, Any])
         "source": source,
         "counts": {name: len(split) for name, split in zip(SPLITS, (train, test))},
         "groups": {name: int(np.unique(split.groups).size) for name, split in zip(SPLITS, (train, test))},
+        "duplicates": repeated_puzzles(train, test),
         "rating_histogram": {name: rating_histogram(split.ratings) for name, split in zip(SPLITS, (train, test))},
     }
 
@@ -187,14 +228,65 @@ def _load_split(split_dir: Path, task: Task) -> Split:
             arrays[name] = np.load(file, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise AirInterpError(f"{file}: cannot read ({err})") from None
-    n = len(arrays["inputs"])
+    n = len(arrays["inputs"]) if arrays["inputs"].ndim else 0
     for name, array in arrays.items():
         want = (n, task.seq_len) if name in ("inputs", "labels") else (n,)
         if array.shape != want:
             raise AirInterpError(f"{split_dir / name}.npy: shape {array.shape}, expected {want}")
+    for name, array in arrays.items():
+        kinds, what = _KINDS[name]
+        if array.dtype.kind not in kinds:
+            raise AirInterpError(f"{split_dir / name}.npy: {name} must be {what}, got dtype {array.dtype}")
     for name in ("inputs", "labels"):
         _check_tokens(arrays[name], split_dir / f"{name}.npy", task.vocab_size)
-    return Split(**{name: arrays[name].astype(ARRAYS.get(name, arrays[name].dtype)) for name in arrays})
+    for name in ("puzzle_ids", "groups"):
+        if n and int(arrays[name].min()) < 0:
+            raise AirInterpError(f"{split_dir / name}.npy: {name} must be >= 0, got {int(arrays[name].min())}")
+    split = Split(**{name: arrays[name].astype(ARRAYS.get(name, arrays[name].dtype)) for name in arrays})
+    bad = task.first_bad_example(split.inputs, split.labels)
+    if bad is not None:
+        row, problem = bad
+        raise AirInterpError(f"{split_dir}: row {row} of inputs.npy / labels.npy breaks the {task.name} rules: {problem}")
+    _check_groups(split, task, split_dir / "groups.npy")
+    return split
+
+
+# What each array of a split may hold: numpy dtype kinds, and how an error says it.
+_KINDS = {"inputs": ("iu", "integer tokens"), "labels": ("iu", "integer tokens"),
+          "ratings": ("fiu", "numbers (float32; NaN: unknown)"), "puzzle_ids": ("iu", "integers"),
+          "groups": ("iu", "integers"), "sources": ("U", "strings")}
+
+
+def _check_groups(split: Split, task: Task, file: Path) -> None:
+    """The rows of a group (a puzzle and its augmentations) lie together, as every writer of ours
+    stores them, and share the task's symmetry invariant: a group holds one puzzle."""
+    groups = split.groups
+    if not len(groups):
+        return
+    runs = int(np.count_nonzero(groups[1:] != groups[:-1])) + 1
+    if runs != np.unique(groups).size:
+        row = _first_repeat_of_a_run(groups)
+        raise AirInterpError(f"{file}: the rows of a group must lie together (one puzzle and its augmentations), "
+                             f"but group {int(groups[row])} comes back at row {row}")
+    invariant = task.symmetry_invariant(split.inputs)
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    first_of_group = np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
+    differs = np.flatnonzero((invariant != invariant[first_of_group]).any(-1))
+    if differs.size:
+        row = int(differs[0])
+        raise AirInterpError(f"{file}: row {row} is in group {int(groups[row])} with row {int(first_of_group[row])}, "
+                             "but it is not a symmetry of that puzzle (a group holds one puzzle and its augmentations)")
+
+
+def _first_repeat_of_a_run(groups: np.ndarray) -> int:
+    seen: set[int] = set()
+    previous = None
+    for row, group in enumerate(groups.tolist()):
+        if group != previous and group in seen:
+            return row
+        seen.add(group)
+        previous = group
+    return 0
 
 
 def _check_tokens(tokens: np.ndarray, file: Path, vocab_size: int) -> None:

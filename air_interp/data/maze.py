@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from collections.abc import Iterator
 
-import numba
+from air_interp.data.jit import njit
 import numpy as np
 
 from air_interp.errors import AirInterpError
@@ -63,7 +63,7 @@ def candidate_layouts(side: int, rng: np.random.Generator, size: int = BATCH) ->
     return grids
 
 
-@numba.njit(cache=True)
+@njit
 def _distances_from_start(grid: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """BFS step counts from S over non-wall cells of a flat grid (-1 where unreachable), and the
     number of shortest S->cell paths, capped at 2 (all that "unique or not" needs)."""
@@ -94,7 +94,7 @@ def _distances_from_start(grid: np.ndarray, side: int) -> tuple[np.ndarray, np.n
     return dist, paths
 
 
-@numba.njit(cache=True)
+@njit
 def _place_goals(grids: np.ndarray, side: int, threshold: int, draws: np.ndarray, unique: bool) -> np.ndarray:
     """Put G on the far cell picked by ``draws[k]`` (uniform in [0, 1)); -1 when none is far enough.
     With ``unique``, only cells reached by a single shortest path count."""

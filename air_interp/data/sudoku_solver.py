@@ -9,7 +9,7 @@ Puzzles here are digit arrays: int8 ``(81,)`` with 0 for a blank.
 """
 from __future__ import annotations
 
-import numba
+from air_interp.data.jit import njit
 import numpy as np
 
 from air_interp.tasks.sudoku import UNITS
@@ -23,7 +23,7 @@ BOX_OF = np.array([(c // 27) * 3 + (c % 9) // 3 for c in range(81)], dtype=np.in
 NATURAL_ORDER = np.tile(np.arange(9, dtype=np.int64), (81, 1))
 
 
-@numba.njit(cache=True)
+@njit
 def _singles(cand: np.ndarray) -> int:
     """One pass of naked and hidden singles: 1 if something changed, 0 if not, -1 on contradiction."""
     changed = 0
@@ -57,7 +57,7 @@ def _singles(cand: np.ndarray) -> int:
     return changed
 
 
-@numba.njit(cache=True)
+@njit
 def _eliminate(cand: np.ndarray, cells: np.ndarray, bit: np.uint16, keep_box: int, keep_line: int) -> int:
     """Remove ``bit`` from ``cells`` outside box ``keep_box`` (or, if -1, outside line ``keep_line``)."""
     changed = 0
@@ -75,7 +75,7 @@ def _eliminate(cand: np.ndarray, cells: np.ndarray, bit: np.uint16, keep_box: in
     return changed
 
 
-@numba.njit(cache=True)
+@njit
 def _locked_candidates(cand: np.ndarray) -> int:
     """Pointing (box -> line) and claiming (line -> box) eliminations, same return code as _singles."""
     changed = 0
@@ -110,7 +110,7 @@ def _locked_candidates(cand: np.ndarray) -> int:
     return changed
 
 
-@numba.njit(cache=True)
+@njit
 def _propagate(cand: np.ndarray) -> bool:
     """Apply singles, then locked candidates, until nothing changes; False on a contradiction."""
     while True:
@@ -126,7 +126,7 @@ def _propagate(cand: np.ndarray) -> bool:
             return True
 
 
-@numba.njit(cache=True)
+@njit
 def _branch_cell(cand: np.ndarray) -> int:
     """The first cell with the fewest (>1) candidates, or -1 if every cell is decided."""
     best = -1
@@ -141,7 +141,7 @@ def _branch_cell(cand: np.ndarray) -> int:
     return best
 
 
-@numba.njit(cache=True)
+@njit
 def _next_bit(remaining: np.uint16, order: np.ndarray) -> np.uint16:
     for k in range(9):
         bit = np.uint16(1 << order[k])
@@ -150,7 +150,7 @@ def _next_bit(remaining: np.uint16, order: np.ndarray) -> np.uint16:
     return np.uint16(0)
 
 
-@numba.njit(cache=True)
+@njit
 def _search(cand0: np.ndarray, limit: int, order: np.ndarray, solution: np.ndarray) -> tuple[int, int]:
     """Count solutions up to ``limit``; the first one goes into ``solution`` (candidate masks).
 
@@ -193,7 +193,7 @@ def _search(cand0: np.ndarray, limit: int, order: np.ndarray, solution: np.ndarr
             return count, guesses
 
 
-@numba.njit(cache=True)
+@njit
 def _to_candidates(digits: np.ndarray) -> np.ndarray:
     cand = np.empty(81, dtype=np.uint16)
     for cell in range(81):
@@ -201,7 +201,7 @@ def _to_candidates(digits: np.ndarray) -> np.ndarray:
     return cand
 
 
-@numba.njit(cache=True)
+@njit
 def _to_digits(cand: np.ndarray) -> np.ndarray:
     digits = np.zeros(81, dtype=np.int8)
     for cell in range(81):
@@ -210,7 +210,7 @@ def _to_digits(cand: np.ndarray) -> np.ndarray:
     return digits
 
 
-@numba.njit(cache=True)
+@njit
 def _minimize(solution: np.ndarray, removal_order: np.ndarray, target_clues: int) -> np.ndarray:
     """Blank cells in ``removal_order`` while the puzzle keeps a unique solution, stopping at
     ``target_clues`` clues. One pass suffices for minimality: a clue that could not be removed

@@ -1,21 +1,25 @@
 """The upstream formats: the CSV files of the public datasets and the processed directory layout.
 
-CSV (``sapientinc/sudoku-extreme``, ``sapientinc/maze-30x30-hard-1k``): a header row, then rows
-``source, question, answer, rating`` read by position. Sudoku questions use '.' (or '0') for a
-blank; maze grids use the characters ``# SGo``.
+CSV (``sapientinc/sudoku-extreme``, ``sapientinc/maze-30x30-hard-1k``): a header row naming the
+fields ``source, question, answer, rating`` (any order; ``source`` and ``rating`` may be left
+out), then one row per puzzle, read by those names. A file whose first row is not such a header
+is refused (read as data it would lose its first puzzle). Sudoku questions use '.' (or '0') for
+a blank; maze grids use the characters ``# SGo``.
 
 Processed layout (the public HRM builders): ``<dir>/identifiers.json`` and per split
 ``<dir>/<split>/dataset.json`` plus ``all__inputs.npy``, ``all__labels.npy`` (uint8 tokens),
 ``all__puzzle_identifiers.npy``, ``all__puzzle_indices.npy`` and ``all__group_indices.npy``
 (int32). Example ``e`` belongs to puzzle ``p`` when ``puzzle_indices[p] <= e < puzzle_indices[p+1]``
 and puzzle ``p`` to group ``g`` when ``group_indices[g] <= p < group_indices[g+1]``; a group is an
-original puzzle and its augmentations, each of which is one puzzle with one example.
+original puzzle and its augmentations, each of which is one puzzle with one example. Both index
+arrays must start at 0, increase, and end at the number of examples / puzzles.
 """
 from __future__ import annotations
 
 import csv
 import json
 import math
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,11 +60,8 @@ class BadRows:
 
 
 def check_row(task: Task, question: np.ndarray, answer: np.ndarray) -> str | None:
-    """What is wrong with one puzzle/answer pair, or None."""
-    problem = task.check_puzzle(question)
-    if problem is not None:
-        return f"question: {problem}"
-    return task.check_solution(question, answer)
+    """What is wrong with one puzzle/answer pair, or None (:meth:`Task.check_example`)."""
+    return task.check_example(question, answer)
 
 
 # ---- CSV ----------------------------------------------------------------------------------------
@@ -70,14 +71,16 @@ def read_csv(
 ) -> Split:
     """Read an upstream CSV into a split of the rows that pass every check and the rating filter.
 
-    Bad rows (wrong field count or length, bad characters, unparsable rating, a puzzle or answer
-    that breaks the rules) are recorded in ``bad`` with their line number and left out.
+    The header row names the fields (:func:`_csv_rows`). Bad rows (wrong field count or length,
+    bad characters, unparsable rating, a puzzle or answer that breaks the rules) are recorded in
+    ``bad`` with their line number and left out.
     """
     rows: dict[str, list[Any]] = {"inputs": [], "labels": [], "ratings": [], "puzzle_ids": [], "sources": []}
-    for line, fields in tqdm(_csv_rows(Path(path)), desc=Path(path).name, unit=" rows", disable=not progress):
+    names, lines = _csv_rows(Path(path), task)
+    for line, fields in tqdm(lines, desc=Path(path).name, unit=" rows", disable=not progress):
         where = f"{path}:{line}"
         try:
-            row = _parse_row(task, fields)
+            row = _parse_row(task, names, fields)
         except AirInterpError as err:
             bad.add(where, str(err))
             continue
@@ -94,24 +97,58 @@ def read_csv(
     return Split.from_rows(seq_len=task.seq_len, **rows)
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """(line number, fields) of every data row; the header row is skipped."""
+REQUIRED_FIELDS = ("question", "answer")
+
+
+def _csv_rows(path: Path, task: Task) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The field names of the header row (checked before any row is read) and (line number,
+    fields) of every data row."""
     try:
         handle = path.open(newline="")
     except OSError as err:
         raise AirInterpError(f"{path}: cannot open ({err.strerror})") from None
-    with handle:
-        reader = csv.reader(handle)
-        if next(reader, None) is None:
-            raise AirInterpError(f"{path}: empty file (expected a header row)")
-        for fields in reader:
-            yield reader.line_num, fields
+    reader = csv.reader(handle)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise AirInterpError(f"{path}: empty file (expected a header row: {','.join(CSV_HEADER)})")
+        names = _header_names(path, header, task)
+    except BaseException:
+        handle.close()
+        raise
+
+    def lines() -> Iterator[tuple[int, list[str]]]:
+        with handle:
+            for fields in reader:
+                yield reader.line_num, fields
+
+    return names, lines()
 
 
-def _parse_row(task: Task, fields: list[str]) -> tuple[str, np.ndarray, np.ndarray, float]:
-    if len(fields) != 4:
-        raise AirInterpError(f"expected 4 fields (source, question, answer, rating), got {len(fields)}")
-    source, question, answer, rating_text = fields
+def _header_names(path: Path, header: list[str], task: Task) -> list[str]:
+    """The field names of a header row; a one-line AirInterpError when the row is not one."""
+    names = [name.strip().lstrip("\ufeff") for name in header]
+    if not set(REQUIRED_FIELDS) <= set(names):
+        looks_like_data = any(len(field.strip()) == task.seq_len for field in header)
+        raise AirInterpError(
+            f"{path}:1: the first row must be the header naming the fields {','.join(CSV_HEADER)} "
+            f"(question and answer required, any order), got {reprlib.repr(','.join(header))}"
+            + ("; it looks like a puzzle: add the header line rather than lose it" if looks_like_data else ""))
+    unknown = [name for name in names if name not in CSV_HEADER]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if unknown or repeated:
+        problem = f"unknown field(s) {', '.join(map(repr, unknown))}" if unknown else \
+            f"field(s) named twice: {', '.join(repeated)}"
+        raise AirInterpError(f"{path}:1: header row: {problem}; the fields are {', '.join(CSV_HEADER)}")
+    return names
+
+
+def _parse_row(task: Task, names: list[str], fields: list[str]) -> tuple[str, np.ndarray, np.ndarray, float]:
+    if len(fields) != len(names):
+        raise AirInterpError(f"expected {len(names)} fields ({', '.join(names)}), got {len(fields)}")
+    named = dict(zip(names, fields))
+    source, question, answer = named.get("source", ""), named["question"], named["answer"]
+    rating_text = named.get("rating", "")
     try:
         rating = float(rating_text) if rating_text.strip() else math.nan
     except ValueError:
@@ -246,10 +283,30 @@ def _task_from_metadata(metadata: dict[str, Any], where: Path) -> Task:
     return task
 
 
+def _check_index(index: np.ndarray, total: int, what: str, file: Path) -> None:
+    """An index array of the processed layout: integers from 0, increasing, ending at ``total``
+    (the number of ``what`` it divides), so no row is dropped or folded into another's puzzle."""
+    if index.ndim != 1 or index.dtype.kind not in "iu" or len(index) < 1:
+        raise AirInterpError(f"{file}: must be a 1-d integer array, got dtype {index.dtype} and shape {index.shape}")
+    if int(index[0]) != 0 or int(index[-1]) != total:
+        raise AirInterpError(f"{file}: must run from 0 to the number of {what} ({total}), got {int(index[0])} to "
+                             f"{int(index[-1])}")
+    steps = np.diff(index.astype(np.int64))
+    if (steps <= 0).any():
+        at = int(np.flatnonzero(steps <= 0)[0])
+        raise AirInterpError(f"{file}: must increase, but entry {at + 1} ({int(index[at + 1])}) follows {int(index[at])}")
+
+
 def _processed_to_split(task: Task, arrays: dict[str, np.ndarray], split_dir: Path, bad: BadRows) -> Split:
     inputs, labels = arrays["inputs"], arrays["labels"]
     if inputs.ndim != 2 or inputs.shape[1] != task.seq_len or labels.shape != inputs.shape:
         raise AirInterpError(f"{split_dir}: inputs/labels shape {inputs.shape}/{labels.shape}, seq_len {task.seq_len}")
+    _check_index(arrays["puzzle_indices"], len(inputs), "examples", split_dir / "all__puzzle_indices.npy")
+    n_puzzles = len(arrays["puzzle_indices"]) - 1
+    _check_index(arrays["group_indices"], n_puzzles, "puzzles", split_dir / "all__group_indices.npy")
+    if np.shape(arrays["puzzle_identifiers"]) != (n_puzzles,):
+        raise AirInterpError(f"{split_dir}/all__puzzle_identifiers.npy: shape {np.shape(arrays['puzzle_identifiers'])}, "
+                             f"expected ({n_puzzles},): one identifier per puzzle of all__puzzle_indices.npy")
     examples = np.arange(len(inputs))
     puzzles = np.searchsorted(arrays["puzzle_indices"], examples, side="right") - 1
     groups = np.searchsorted(arrays["group_indices"], puzzles, side="right") - 1

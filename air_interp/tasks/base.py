@@ -192,6 +192,38 @@ class Task:
         """None if ``solution`` (tokens) solves ``puzzle``, else what is wrong."""
         raise NotImplementedError
 
+    def check_example(self, puzzle: np.ndarray, solution: np.ndarray) -> str | None:
+        """What is wrong with one (puzzle, solution) pair by the task's rules, or None: the check
+        every row of a dataset passes (on import, and when a dataset is loaded)."""
+        problem = self.check_puzzle(puzzle)
+        if problem is not None:
+            return f"question: {problem}"
+        return self.check_solution(puzzle, solution)
+
+    def bad_examples(self, puzzles: np.ndarray, solutions: np.ndarray) -> np.ndarray:
+        """Bool ``(N,)`` over a batch ``(N, seq_len)``: the rows :meth:`check_example` refuses,
+        computed for the whole batch at once (a task implements it; the reason for a row is
+        :meth:`check_example`'s)."""
+        raise NotImplementedError
+
+    def first_bad_example(self, puzzles: np.ndarray, solutions: np.ndarray,
+                          chunk: int = 4096) -> tuple[int, str] | None:
+        """The first row of a batch that breaks the task's rules and what is wrong, or None."""
+        puzzles, solutions = np.asarray(puzzles), np.asarray(solutions)
+        for start in range(0, len(puzzles), chunk):
+            bad = np.flatnonzero(self.bad_examples(puzzles[start:start + chunk], solutions[start:start + chunk]))
+            if bad.size:
+                row = start + int(bad[0])
+                return row, self.check_example(puzzles[row], solutions[row]) or "breaks the task's rules"
+        return None
+
+    def symmetry_invariant(self, grids: np.ndarray) -> np.ndarray:
+        """``(N, k)`` integers that every symmetry of :meth:`random_symmetry` leaves unchanged, so
+        the rows of one group (a puzzle and its augmentations) share them: by default the count of
+        each token (a permutation of cells keeps it)."""
+        grids = np.asarray(grids)
+        return np.stack([(grids == token).sum(-1) for token in range(self.vocab_size)], axis=-1)
+
     def is_solution(self, puzzles: np.ndarray, solutions: np.ndarray) -> np.ndarray:
         """Bool per pair of a batch ``(..., seq_len)``: does each solution solve its puzzle by the rules."""
         return self._per_puzzle(lambda p, s: self.check_solution(p, s) is None, puzzles, solutions)

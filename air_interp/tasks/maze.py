@@ -89,6 +89,26 @@ class MazeTask(Task):
         length, shortest = int((sol == PATH).sum()) + 1, path_length(grid)
         return None if length == shortest else f"path has {length} steps, the shortest has {shortest}"
 
+    def bad_examples(self, puzzles: np.ndarray, solutions: np.ndarray) -> np.ndarray:
+        """:meth:`check_puzzle` and :meth:`check_solution` for a batch at once."""
+        shape = (-1, self.side, self.side)
+        grid, sol = np.asarray(puzzles).reshape(shape), np.asarray(solutions).reshape(shape)
+        ok = np.all((grid >= WALL) & (grid <= GOAL), axis=(1, 2))
+        ok &= ((grid == START).sum((1, 2)) == 1) & ((grid == GOAL).sum((1, 2)) == 1)
+        to_goal = bfs_distances(grid != WALL, grid == GOAL)
+        shortest = np.where(grid == START, to_goal, 0).sum((1, 2))
+        ok &= np.where(grid == START, to_goal >= 0, True).all((1, 2))
+        ok &= ~np.any((grid != sol) & ~((grid == OPEN) & (sol == PATH)), axis=(1, 2))
+        on_path = (sol == PATH) | (sol == START) | (sol == GOAL)
+        padded = np.pad(on_path, ((0, 0), (1, 1), (1, 1)))
+        degree = (padded[:, :-2, 1:-1].astype(int) + padded[:, 2:, 1:-1] + padded[:, 1:-1, :-2]
+                  + padded[:, 1:-1, 2:])
+        ends, inner = (sol == START) | (sol == GOAL), sol == PATH
+        ok &= np.where(ends, degree == 1, True).all((1, 2)) & np.where(inner, degree == 2, True).all((1, 2))
+        ok &= ((bfs_distances(on_path, sol == START) >= 0) == on_path).all((1, 2))
+        ok &= inner.sum((1, 2)) + 1 == shortest
+        return ~ok
+
     def random_symmetry(self, rng: np.random.Generator) -> Transform:
         """One of the 8 dihedral transforms, uniformly. Distances are preserved, so a shortest path
         stays a shortest path, but the up-right-down-left tie-break is not: the transformed label may

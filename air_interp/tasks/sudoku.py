@@ -112,6 +112,21 @@ class SudokuTask(Task):
             return f"solution disagrees with the given at cell {_cell_name(int(differ[0]))}"
         return None
 
+    def bad_examples(self, puzzles: np.ndarray, solutions: np.ndarray) -> np.ndarray:
+        """:meth:`check_puzzle` and :meth:`check_solution` for a batch at once."""
+        puzzles, solutions = np.asarray(puzzles), np.asarray(solutions)
+        puzzle_ok = np.all((puzzles >= BLANK) & (puzzles <= BLANK + 9), axis=-1)
+        puzzle_ok &= ~self.violation_mask(puzzles).any(-1)
+        solution_ok = np.all((solutions > BLANK) & (solutions <= BLANK + 9), axis=-1)
+        solution_ok &= ~self.violation_mask(solutions).any(-1)
+        keeps_givens = np.all((puzzles == BLANK) | (puzzles == solutions), axis=-1)
+        return ~(puzzle_ok & solution_ok & keeps_givens)
+
+    def symmetry_invariant(self, grids: np.ndarray) -> np.ndarray:
+        """Blanks, and the digits' counts in sorted order (a relabelling permutes the digits)."""
+        counts = super().symmetry_invariant(grids)
+        return np.concatenate([counts[..., :BLANK + 1], np.sort(counts[..., BLANK + 1:], axis=-1)], axis=-1)
+
     def random_symmetry(self, rng: np.random.Generator) -> Transform:
         """Upstream's augmentation: digit permutation, transpose (p=0.5), band/row and stack/column
         permutations. The draw order is fixed, so a seeded generator gives the same transforms."""

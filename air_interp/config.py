@@ -23,7 +23,9 @@ Operator = Literal["add", "minus", "linear", "nonlinear", "hadamard"]
 LevelToken = Literal["none", "addition", "prepend_strip", "prepend_persist"]
 
 ARCHS = ("air", "hrm")
-POS_ENCODINGS = ("rope", "learned")
+POS_ENCODINGS = ("rope", "learned", "none")
+# What mixes information across positions inside a block: attention, or TRM's SwiGLU over the positions.
+MIXERS = ("attention", "mlp_t")
 OPERATORS = ("add", "minus", "linear", "nonlinear", "hadamard")
 LEVEL_TOKENS = ("none", "addition", "prepend_strip", "prepend_persist")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -31,6 +33,10 @@ DTYPES = ("float32", "bfloat16", "float16")
 # every update of the last cycle (TRM).
 GRADIENTS = ("last_L_and_H", "last_cycle")
 
+# TRM ("Less is More"): AIR's (1, 0) wiring, 3 cycles of 6 L-updates and one H-update, a
+# 16-position prefix, the gradient through the whole last cycle, and halting when q_halt > 0.
+_TRM: dict[str, Any] = dict(n_L=1, n_H=0, H_cycles=3, L_cycles=6, puzzle_emb_rows=16, gradient="last_cycle",
+                            no_act_continue=True)
 # Named variants of the paper (and of the public code's module names) -> config fields.
 _NAMED_VARIANTS: dict[str, dict[str, Any]] = {
     "minus_x": dict(n_L=1, n_H=0, operator="minus"),
@@ -41,9 +47,13 @@ _NAMED_VARIANTS: dict[str, dict[str, Any]] = {
     "L2x_H2x_token_prepend": dict(n_L=2, n_H=2, level_token="prepend_strip"),
     "L2x_H2x_token_prepend_persist": dict(n_L=2, n_H=2, level_token="prepend_persist"),
     "hrm": dict(arch="hrm", n_L=1, n_H=0),
-    # TRM ("Less is More"): AIR's (1, 0) wiring, 3 cycles of 6 L-updates and one H-update, a
-    # 16-position prefix, the gradient through the whole last cycle, and halting when q_halt > 0.
-    "trm": dict(n_L=1, n_H=0, H_cycles=3, L_cycles=6, puzzle_emb_rows=16, gradient="last_cycle", no_act_continue=True),
+    "trm": _TRM,
+    # TRM's MLP-over-positions variant (its best Sudoku model): no attention, no position encoding.
+    "trm_mlp_t": dict(_TRM, mixer="mlp_t", pos_encodings="none"),
+    # TRM's one-state model: z_L alone, updated with x L_cycles times, then once without it.
+    "trm_singlez": dict(_TRM, single_state=True),
+    # TRM's seven-state model: z_H and six L-states; the i-th L-update of a cycle writes z_L<i>.
+    "trm_hier6": dict(_TRM, L_states=6),
 }
 # Spellings used by the public AIR release (module names ``air_1net_<name>``).
 _ALIASES = {
@@ -89,6 +99,50 @@ def variant_fields(name: str) -> dict[str, Any]:
     return dict(n_L=_count(match.group(1)), n_H=_count(match.group(2)))
 
 
+@dataclass(frozen=True)
+class Update:
+    """One call of the stack in an ACT segment, as data.
+
+    It writes ``writes = f(hidden + injection)`` where ``hidden`` is the sum, left to right, of the
+    ``hidden`` states plus ``x_hidden`` copies of the input embedding ``x`` (and the level token
+    under ``level_token="addition"``), and ``injection`` the sum of the ``injection`` states plus
+    ``x_injection`` copies of ``x``. ``kind`` ('L' or 'H') picks HRM's stack, the level token and,
+    for 'L', the operator form (which replaces ``injection``; docs/model.md). The order of every
+    sum is the public code's: fp32 addition is not associative and 16 ACT steps amplify a last bit.
+    """
+
+    kind: str
+    writes: str
+    hidden: tuple[str, ...]
+    injection: tuple[str, ...] = ()
+    x_hidden: int = 0
+    x_injection: int = 0
+
+    def __str__(self) -> str:
+        """The update as a formula, e.g. ``z_L = f(z_L + (z_H + x))``."""
+        def total(states: tuple[str, ...], copies: int) -> str:
+            terms = [*states, *(["x"] if copies == 1 else [f"{copies}x"] if copies else [])]
+            return " + ".join(terms) if len(terms) == 1 else f"({' + '.join(terms)})"
+        hidden, injection = total(self.hidden, self.x_hidden), total(self.injection, self.x_injection)
+        if not self.injection and not self.x_injection:
+            return f"{self.writes} = f{hidden if hidden.startswith('(') else f'({hidden})'}"
+        return f"{self.writes} = f({hidden} + {injection})"
+
+
+def injection_split(kind: str, n_x: int) -> tuple[int, int]:
+    """How many of an update's ``n_x`` copies of x join its own state and how many the other state.
+
+    This follows the public modules exactly: one x joins the *other* state in an L-update,
+    ``z_L + (z_H + x)``, but the state *itself* in an H-update, ``(z_H + x) + z_L``; two or more
+    join both, ``(z_self + (n-1) x) + (z_other + x)``.
+    """
+    if n_x == 0:
+        return 0, 0
+    if n_x == 1:
+        return (0, 1) if kind == "L" else (1, 0)
+    return n_x - 1, 1
+
+
 _COUNT, _POSITIVE = Allowed(int, low=0), Allowed(int, low=1)
 _ALLOWED = "allowed"  # the field metadata key of what a field may hold
 
@@ -111,13 +165,18 @@ class AIRConfig:
     n_H: int = _field(0, _COUNT)
     operator: Operator = _field("add", Allowed(str, choices=OPERATORS))
     level_token: LevelToken = _field("none", Allowed(str, choices=LEVEL_TOKENS))
+    # States: z_H and ``L_states`` L-states (one: z_L; more: z_L1.. z_L<n>, TRM's hier6), or z_L
+    # alone (``single_state``, TRM's singlez). The updates that read and write them: :attr:`schedule`.
+    L_states: int = _field(1, _POSITIVE)
+    single_state: bool = _field(False, Allowed(bool))
+    mixer: str = _field("attention", Allowed(str, choices=MIXERS))
     # Sizes
     d_model: int = _field(512, _POSITIVE)
     n_heads: int = _field(8, _POSITIVE)
     n_layers: int = _field(4, _POSITIVE)
     H_layers: int | None = _field(None, Allowed(int, low=1, optional=True))  # HRM only: H depth (default n_layers)
     expansion: float = _field(4.0, Allowed(float, low=0, above=True))
-    pos_encodings: Literal["rope", "learned"] = _field("rope", Allowed(str, choices=POS_ENCODINGS))
+    pos_encodings: Literal["rope", "learned", "none"] = _field("rope", Allowed(str, choices=POS_ENCODINGS))
     rope_theta: float = _field(10000.0, Allowed(float, low=0, above=True))
     rms_norm_eps: float = _field(1e-5, Allowed(float, low=0, above=True))
     puzzle_emb_ndim: int = _field(512, _COUNT)
@@ -208,9 +267,47 @@ class AIRConfig:
         return self.H_cycles * (self.L_cycles + 1)
 
     @property
-    def schedule(self) -> tuple[str, ...]:
+    def states(self) -> tuple[str, ...]:
+        """The model's states: ``('z_H', 'z_L')``; TRM's hier6 ``('z_H', 'z_L1', ..., 'z_L6')``; singlez ``('z_L',)``."""
+        return self._L_states if self.single_state else ("z_H", *self._L_states)
+
+    @property
+    def _L_states(self) -> tuple[str, ...]:
+        return ("z_L",) if self.L_states == 1 else tuple(f"z_L{i}" for i in range(1, self.L_states + 1))
+
+    @property
+    def output_state(self) -> str:
+        """The state the output and Q heads read: z_H, or z_L in a one-state model."""
+        return self.states[0]
+
+    @property
+    def schedule(self) -> tuple[Update, ...]:
+        """The updates of one ACT segment, in order: ``H_cycles`` cycles of ``L_cycles`` L-updates
+        and one H-update (``str(update)`` is its formula). ``kinds`` lists their kinds."""
+        L_states = self._L_states
+        if self.single_state:
+            cycle = [Update("L", "z_L", ("z_L",), x_hidden=1)] * self.L_cycles + [Update("H", "z_L", ("z_L",))]
+        else:
+            l_split, h_split = injection_split("L", self.n_L), injection_split("H", self.n_H)
+            cycle = [Update("L", L_states[i % len(L_states)], L_states, ("z_H",), *l_split) for i in range(self.L_cycles)]
+            cycle.append(Update("H", "z_H", ("z_H",), L_states, *h_split))
+        return tuple(cycle) * self.H_cycles
+
+    @property
+    def updated_states(self) -> tuple[str, ...]:
+        """The states some update writes, in the order of their first update (``('z_L', 'z_H')``)."""
+        return tuple(dict.fromkeys(update.writes for update in self.schedule))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
         """Kind of each sub-step of one ACT segment, e.g. ``('L', 'L', 'H', 'L', 'L', 'H')``."""
-        return (("L",) * self.L_cycles + ("H",)) * self.H_cycles
+        return tuple(update.kind for update in self.schedule)
+
+    @property
+    def first_with_gradient(self) -> int:
+        """The first sub-step of a segment that keeps a gradient (training, and ``forward``
+        without ``full_grad``): the last L- and H-update (AIR, HRM) or the whole last cycle (TRM)."""
+        return self.sub_steps - (self.L_cycles + 1 if self.gradient == "last_cycle" else 2)
 
     def layers_of(self, kind: str) -> int:
         """Depth of the stack used by an update of ``kind`` ('L' or 'H')."""
@@ -226,11 +323,13 @@ class AIRConfig:
         if self.operator != "add":
             return _OPERATOR_NAMES[self.operator]
         if self.gradient == "last_cycle" and (self.n_L, self.n_H, self.level_token) == (1, 0, "none"):
-            return "trm"
-        counts = f"L{_count_token(self.n_L)}_H{_count_token(self.n_H)}"
-        if self.level_token == "none":
-            return counts
-        return f"{counts}_token_{_LEVEL_TOKEN_NAMES[self.level_token]}"
+            name = "trm"
+        else:
+            name = f"L{_count_token(self.n_L)}_H{_count_token(self.n_H)}"
+            if self.level_token != "none":
+                name += f"_token_{_LEVEL_TOKEN_NAMES[self.level_token]}"
+        return name + "_mlp_t" * (self.mixer == "mlp_t") + "_singlez" * self.single_state + (
+            f"_hier{self.L_states}" if self.L_states > 1 else "")
 
     def validate(self) -> None:
         """Each field as its declared :class:`Allowed` holds it (an integral float becomes an int),
@@ -248,6 +347,11 @@ class AIRConfig:
             (self.operator == "add" or self.level_token == "none", "operator forms and level tokens do not combine"),
             (self.arch == "air" or (self.operator, self.level_token, self.n_L, self.n_H) == ("add", "none", 1, 0),
              "the HRM baseline has the fixed (1, 0) wiring with no operator or level token"),
+            (not (self.single_state and self.L_states > 1), "a one-state model (single_state) has no L_states"),
+            ((self.L_states == 1 and not self.single_state) or (self.arch, self.operator, self.level_token) ==
+             ("air", "add", "none"), "TRM's one- and many-state models have one stack, no operator and no level token"),
+            (self.mixer == "attention" or self.level_token != "prepend_strip",
+             "mlp_t mixes a fixed number of positions: it does not combine with the prepend_strip level token"),
         ]
         for ok, message in checks:
             if not ok:

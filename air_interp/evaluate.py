@@ -42,7 +42,7 @@ def _segment_stats(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
 
 def _finite(carry: ACTCarry, out: dict[str, torch.Tensor]) -> torch.Tensor:
     """True (a 0-d tensor) when the segment's states and logits are all finite."""
-    values = (carry.z_H, carry.z_L, out["logits"], out["q_halt_logits"], out["q_continue_logits"])
+    values = (*carry.states.values(), out["logits"], out["q_halt_logits"], out["q_continue_logits"])
     return torch.stack([torch.isfinite(v).all() for v in values]).all()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import torch
 from torch import nn
@@ -17,18 +17,23 @@ from transformer_lens.hook_points import HookPoint
 
 from .errors import AirInterpError
 
+if TYPE_CHECKING:
+    from .config import AIRConfig
+
 # What TransformerLens's ``model.hooks(fwd_hooks=...)`` takes: (name or name filter, hook function) pairs.
 FwdHooks = list[tuple[Union[str, Callable[..., Any]], Callable[..., Any]]]
 
 
 @dataclass(frozen=True)
 class Site:
-    """Where a hook point sits: ACT step, sub-step, update kind ('L'/'H') and layer (None if n/a)."""
+    """Where a hook point sits: ACT step, sub-step, update kind ('L'/'H'), layer and the state the
+    sub-step's update writes (None where not applicable)."""
 
     step: Optional[int] = None
     sub: Optional[int] = None
     kind: Optional[str] = None
     layer: Optional[int] = None
+    state: Optional[str] = None
 
     def name(self, point: str) -> str:
         """The full name of hook point ``point`` at this site, e.g. ``Site(2, 0, "L", 1).name(
@@ -41,7 +46,7 @@ class Site:
 class SiteHookPoint(HookPoint):
     """A HookPoint that knows its site and, for state hooks, the previous value of the state.
 
-    During the call of a state hook (``hook_z_L`` / ``hook_z_H``), ``hook.previous`` holds the
+    During the call of a state hook (``hook_z_L``, ``hook_z_H``, ...), ``hook.previous`` holds the
     value of the state before this update, so freezing a state is ``lambda z, hook: hook.previous``.
 
     A forward hook that returns a value must return a tensor of the shape and dtype it received;
@@ -135,39 +140,43 @@ class AttnHooks(nn.Module):
 
 
 class LayerHooks(nn.Module):
-    """Hook points of one block call: attention internals and the residual stream."""
+    """Hook points of one block call: the token mixer (attention internals and ``hook_attn_out``,
+    or ``hook_mlp_t_out`` for TRM's MLP over positions) and the residual stream."""
 
-    def __init__(self, site: Site) -> None:
+    def __init__(self, site: Site, mixer: str = "attention") -> None:
         super().__init__()
-        self.attn = AttnHooks(site)
-        self.hook_attn_out = SiteHookPoint(site)
+        if mixer == "mlp_t":
+            self.hook_mlp_t_out = SiteHookPoint(site)
+        else:
+            self.attn = AttnHooks(site)
+            self.hook_attn_out = SiteHookPoint(site)
         self.hook_resid_mid = SiteHookPoint(site)
         self.hook_mlp_out = SiteHookPoint(site)
         self.hook_resid_post = SiteHookPoint(site)
 
 
 class SubStepHooks(nn.Module):
-    """Hook points of one call of the stack: its input, every layer, and the state it produces."""
+    """Hook points of one call of the stack: its input, every layer, and the state it writes
+    (``hook_z_L`` at an update that writes z_L)."""
 
-    def __init__(self, step: int, sub: int, kind: str, n_layers: int) -> None:
+    def __init__(self, step: int, sub: int, kind: str, state: str, n_layers: int, mixer: str) -> None:
         super().__init__()
-        site = Site(step, sub, kind)
-        self.kind = kind
+        site = Site(step, sub, kind, state=state)
+        self.state = state
         self.hook_f_in = SiteHookPoint(site)
-        self.layer = nn.ModuleList(LayerHooks(Site(step, sub, kind, layer)) for layer in range(n_layers))
-        setattr(self, f"hook_z_{kind}", SiteHookPoint(site))
+        self.layer = nn.ModuleList(LayerHooks(Site(step, sub, kind, layer, state), mixer) for layer in range(n_layers))
+        setattr(self, f"hook_{state}", SiteHookPoint(site))
 
     @property
     def hook_state(self) -> SiteHookPoint:
-        return getattr(self, f"hook_z_{self.kind}")
+        return getattr(self, f"hook_{self.state}")
 
 
 class StepHooks(nn.Module):
     """Hook points of one ACT segment: its sub-steps and the halting logits ``hook_q`` (batch, 2)."""
 
-    def __init__(self, step: int, schedule: tuple[str, ...], layers_of: dict[str, int]) -> None:
+    def __init__(self, step: int, cfg: "AIRConfig") -> None:
         super().__init__()
-        self.sub = nn.ModuleList(
-            SubStepHooks(step, sub, kind, layers_of[kind]) for sub, kind in enumerate(schedule)
-        )
+        self.sub = nn.ModuleList(SubStepHooks(step, sub, update.kind, update.writes, cfg.layers_of(update.kind),
+                                              cfg.mixer) for sub, update in enumerate(cfg.schedule))
         self.hook_q = SiteHookPoint(Site(step))

@@ -43,6 +43,14 @@ def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     return F.rms_norm(x, (x.shape[-1],), eps=eps)
 
 
+def rms_norm_as_written(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """:func:`rms_norm` computed step by step, as the public code writes it. Used where the norm runs
+    over the positions of a transposed tensor (TRM's mlp_t): there the fused kernel reduces in
+    another order and the rollout drifts from the public code's (tests/test_public_trm.py)."""
+    x32 = x.to(torch.float32)
+    return (x32 * torch.rsqrt(x32.square().mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
 def _hook(point: Optional[nn.Module], x: torch.Tensor) -> torch.Tensor:
     return x if point is None else point(x)
 
@@ -189,17 +197,31 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    """Post-norm Transformer block: ``h = rms(h + attn(h)); h = rms(h + mlp(h))``."""
+    """Post-norm Transformer block: ``h = rms(h + attn(h)); h = rms(h + mlp(h))``.
 
-    def __init__(self, d_model: int, n_heads: int, expansion: float, eps: float) -> None:
+    With ``mixer="mlp_t"`` (TRM) a SwiGLU over the ``positions`` replaces attention and, as in the
+    public code, its residual is normed over the positions: ``h = rms(h^T + mlp_t(h^T))^T``.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, expansion: float, eps: float, mixer: str = "attention",
+                 positions: int = 0) -> None:
         super().__init__()
-        self.attn = Attention(d_model, n_heads)
+        if mixer == "mlp_t":
+            self.mlp_t = SwiGLU(positions, expansion)
+        else:
+            self.attn = Attention(d_model, n_heads)
         self.mlp = SwiGLU(d_model, expansion)
         self.eps = eps
 
     def forward(self, h: torch.Tensor, rope: Optional[tuple[torch.Tensor, torch.Tensor]],
                 hooks: Optional["LayerHooks"] = None) -> torch.Tensor:
-        attn_out = _hook(hooks and hooks.hook_attn_out, self.attn(h, rope, hooks and hooks.attn))
-        h = _hook(hooks and hooks.hook_resid_mid, rms_norm(h + attn_out, self.eps))
+        if hasattr(self, "mlp_t"):
+            h_t = h.transpose(1, 2)
+            mixed = _hook(hooks and hooks.hook_mlp_t_out, self.mlp_t(h_t).transpose(1, 2)).transpose(1, 2)
+            h = rms_norm_as_written(h_t + mixed, self.eps).transpose(1, 2)
+        else:
+            attn_out = _hook(hooks and hooks.hook_attn_out, self.attn(h, rope, hooks and hooks.attn))
+            h = rms_norm(h + attn_out, self.eps)
+        h = _hook(hooks and hooks.hook_resid_mid, h)
         mlp_out = _hook(hooks and hooks.hook_mlp_out, self.mlp(h))
         return _hook(hooks and hooks.hook_resid_post, rms_norm(h + mlp_out, self.eps))

@@ -3,10 +3,10 @@
 Reading guide (what each piece computes: docs/model.md):
 
 * ``embed`` turns tokens (and the puzzle embedding) into the scaled input ``x``.
-* ``_update`` is one call of the stack ``f(z, inj)``: an L-update or an H-update, whose input
-  wiring (injection counts, operator form, level token) comes from the config.
+* ``_update`` is one call of the stack ``f(hidden + injection)``: one entry of ``cfg.schedule``,
+  the description of the model as data (which state it writes, from which states, how many x).
 * ``_segment`` is one ACT segment: ``H_cycles x (L_cycles L-updates + 1 H-update)`` sub-steps,
-  gradient only through the last L- and H-update (one-step gradient).
+  gradient only from ``cfg.first_with_gradient`` on (the last L- and H-update, or TRM's last cycle).
 * ``forward`` is the evaluation rollout: ``halt_max_steps`` segments with every hook point live.
 * ``initial_carry`` / ``act_step`` are the ACT wrapper used in training (no hook points).
 """
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from transformer_lens import HookedRootModule
 
-from .config import AIRConfig
+from .config import AIRConfig, Update
 from .errors import AirInterpError
 from .hooks import Site, SiteHookPoint, StepHooks, SubStepHooks
 from .layers import Block, CastedEmbedding, CastedLinear, Rotary, trunc_normal_
@@ -35,33 +35,43 @@ if TYPE_CHECKING:
 Batch = Union[torch.Tensor, np.ndarray, Mapping[str, Any]]
 
 
+States = dict[str, torch.Tensor]  # state name (cfg.states) -> (batch, carry_len, d_model)
+
+
+class _StateAttributes:
+    """``obj.z_H`` is ``obj.states["z_H"]`` (for any state of the model)."""
+
+    states: States
+
+    def __getattr__(self, name: str) -> torch.Tensor:
+        states = self.__dict__.get("states", {})
+        if name in states:
+            return states[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r} (states: {', '.join(states)})")
+
+
 @dataclass
-class RolloutOutput:
+class RolloutOutput(_StateAttributes):
     """Everything an evaluation rollout ends with (``forward(..., return_type="all")``)."""
 
     logits: torch.Tensor  # (batch, seq_len, vocab), fp32
     q_halt_logits: torch.Tensor  # (batch,) of the last ACT step
     q_continue_logits: torch.Tensor  # (batch,)
-    z_H: torch.Tensor  # (batch, carry_len, d_model), every position incl. the prefix
-    z_L: torch.Tensor
+    states: States  # every position incl. the prefix; also ``out.z_H``, ``out.z_L``, ...
 
 
 @dataclass
-class ACTCarry:
+class ACTCarry(_StateAttributes):
     """State carried across training batches: rows that halted are refilled from the next batch."""
 
-    z_H: torch.Tensor
-    z_L: torch.Tensor
+    states: States
     steps: torch.Tensor  # (batch,) int32
     halted: torch.Tensor  # (batch,) bool
     data: dict[str, torch.Tensor]  # the rows currently being worked on (inputs, labels, ...)
 
 
 class HookedAIR(HookedRootModule):
-    """A shared-weight recurrent Transformer (AIR) or the two-network HRM baseline, fully hooked."""
-
-    H_init: torch.Tensor  # buffers (register_buffer in __init__)
-    L_init: torch.Tensor
+    """A shared-weight recurrent Transformer (AIR, TRM) or the two-network HRM baseline, fully hooked."""
 
     def __init__(self, cfg: AIRConfig) -> None:
         super().__init__()
@@ -79,8 +89,8 @@ class HookedAIR(HookedRootModule):
             self.q_head.weight.zero_()
             assert self.q_head.bias is not None
             self.q_head.bias.fill_(-5)
-        self.register_buffer("H_init", trunc_normal_(torch.empty(d), 1.0))
-        self.register_buffer("L_init", trunc_normal_(torch.empty(d), 1.0))
+        for state in cfg.states:  # H_init, L_init (TRM's hier6: L1_init .. L6_init)
+            self.register_buffer(_init_name(state), trunc_normal_(torch.empty(d), 1.0))
         if cfg.arch == "air":
             self.stack = self._make_stack(cfg.n_layers)
         else:
@@ -94,15 +104,15 @@ class HookedAIR(HookedRootModule):
         self._rotary = Rotary(cfg.head_dim, cfg.rope_theta) if cfg.pos_encodings == "rope" else None
 
         self.hook_embed = SiteHookPoint(Site())
-        self.hook_z_H_init = SiteHookPoint(Site())
-        self.hook_z_L_init = SiteHookPoint(Site())
-        layers_of = {"L": cfg.layers_of("L"), "H": cfg.layers_of("H")}
-        self.step = nn.ModuleList(StepHooks(s, cfg.schedule, layers_of) for s in range(cfg.halt_max_steps))
+        for state in cfg.states:
+            setattr(self, f"hook_{state}_init", SiteHookPoint(Site(state=state)))
+        self.step = nn.ModuleList(StepHooks(s, cfg) for s in range(cfg.halt_max_steps))
         self.setup()
 
     def _make_stack(self, n_layers: int) -> nn.ModuleList:
         cfg = self.cfg
-        return nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.expansion, cfg.rms_norm_eps) for _ in range(n_layers))
+        return nn.ModuleList(Block(cfg.d_model, cfg.n_heads, cfg.expansion, cfg.rms_norm_eps, cfg.mixer, cfg.carry_len)
+                             for _ in range(n_layers))
 
     # ---- basic properties -------------------------------------------------------------------
     @property
@@ -116,7 +126,7 @@ class HookedAIR(HookedRootModule):
 
     @property
     def device(self) -> torch.device:
-        return self.H_init.device
+        return self.lm_head.weight.device
 
     def stack_of(self, kind: str) -> nn.ModuleList:
         """The blocks an update of ``kind`` runs: the shared stack for AIR, L_stack/H_stack for HRM."""
@@ -166,60 +176,66 @@ class HookedAIR(HookedRootModule):
             emb = 0.707106781 * (emb + self.embed_pos.weight.to(dtype))
         return math.sqrt(cfg.d_model) * emb
 
-    def initial_state(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(z_H, z_L) at reset: H_init / L_init at every position (level tokens at position 0 if persistent)."""
+    def initial_state(self, batch_size: int) -> States:
+        """Every state at reset: its init vector (``H_init``, ``L_init``, ...) at every position, and
+        the level token of its kind at position 0 when the token is persistent."""
         shape = (batch_size, self.cfg.carry_len, self.cfg.d_model)
-        z_H = self.H_init.to(self.dtype).expand(shape)
-        z_L = self.L_init.to(self.dtype).expand(shape)
+        states = {state: getattr(self, _init_name(state)).to(self.dtype).expand(shape) for state in self.cfg.states}
         if self.cfg.level_positions:
-            z_H = torch.cat((self.level_token_H.to(self.dtype).expand(batch_size, 1, -1), z_H[:, 1:]), dim=1)
-            z_L = torch.cat((self.level_token_L.to(self.dtype).expand(batch_size, 1, -1), z_L[:, 1:]), dim=1)
-        return z_H, z_L
+            for state, z in states.items():
+                token = getattr(self, f"level_token_{state[2]}").to(self.dtype).expand(batch_size, 1, -1)
+                states[state] = torch.cat((token, z[:, 1:]), dim=1)
+        return states
 
     def _rope(self, length: int) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
         return None if self._rotary is None else self._rotary(length, self.device)
 
     # ---- the recurrence ---------------------------------------------------------------------
-    def _update_inputs(self, kind: str, z_self: torch.Tensor, z_other: torch.Tensor, x: torch.Tensor,
-                       gx: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _update_inputs(self, update: Update, states: States, x: torch.Tensor,
+                       gx: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(hidden, injection) of one update; the stack's input is their sum (docs/model.md)."""
         cfg = self.cfg
-        if kind == "L" and cfg.operator != "add":
+        hidden = _total(states, update.hidden)
+        injection = _total(states, update.injection) if update.injection else None
+        if update.kind == "L" and cfg.operator != "add":
+            assert injection is not None  # the operator forms are defined on the (1, 0) wiring (cfg.validate)
             if cfg.operator == "minus":
-                return z_self, z_other - x
+                return hidden, injection - x
             if cfg.operator == "hadamard":
-                return z_self, (z_other + z_self) * x
+                return hidden, (injection + hidden) * x
             assert gx is not None  # computed by _segment for the linear and nonlinear operators
-            return z_self, z_other + gx
-        x_on_self, x_on_other = _injection_split(kind, cfg.n_L if kind == "L" else cfg.n_H)
-        hidden = z_self if x_on_self == 0 else z_self + x_on_self * x
+            return hidden, injection + gx
+        if update.x_hidden:
+            hidden = hidden + update.x_hidden * x
         if cfg.level_token == "addition":
-            hidden = hidden + getattr(self, f"level_token_{kind}").to(hidden.dtype)
-        return hidden, (z_other if x_on_other == 0 else z_other + x)
+            hidden = hidden + getattr(self, f"level_token_{update.kind}").to(hidden.dtype)
+        if update.x_injection:
+            injection = x if injection is None else injection + x
+        return hidden, injection
 
-    def _update(self, kind: str, z_self: torch.Tensor, z_other: torch.Tensor, x: torch.Tensor,
-                gx: Optional[torch.Tensor], rope: Optional[tuple[torch.Tensor, torch.Tensor]],
-                hooks: Optional[SubStepHooks]) -> torch.Tensor:
-        """One call of the stack: ``f(hidden + injection)``, returning the new z_L or z_H."""
-        hidden, injection = self._update_inputs(kind, z_self, z_other, x, gx)
-        h = hidden + injection
+    def _update(self, update: Update, states: States, x: torch.Tensor, gx: Optional[torch.Tensor],
+                rope: Optional[tuple[torch.Tensor, torch.Tensor]], hooks: Optional[SubStepHooks]) -> torch.Tensor:
+        """One call of the stack: ``f(hidden + injection)``, the new value of ``update.writes``."""
+        hidden, injection = self._update_inputs(update, states, x, gx)
+        h = hidden if injection is None else hidden + injection
         if hooks is not None:
             h = hooks.hook_f_in(h)
         strip = self.cfg.level_token == "prepend_strip"
         if strip:
-            token = getattr(self, f"level_token_{kind}").to(h.dtype)
+            token = getattr(self, f"level_token_{update.kind}").to(h.dtype)
             h = torch.cat((token.expand(h.shape[0], 1, -1), h), dim=1)
-        for layer, block in enumerate(self.stack_of(kind)):
+        for layer, block in enumerate(self.stack_of(update.kind)):
             h = block(h, rope, None if hooks is None else hooks.layer[layer])
         if strip:
             h = h[:, 1:]
         if hooks is not None:
-            h = hooks.hook_state.call_with_previous(h, z_self)
+            h = hooks.hook_state.call_with_previous(h, states[update.writes])
         return h
 
-    def _segment(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor,
-                 hooks: Optional[StepHooks], full_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """One ACT segment. Without ``full_grad`` only the last L- and H-update keep a gradient."""
+    def _segment(self, states: States, x: torch.Tensor, hooks: Optional[StepHooks],
+                 full_grad: bool = False) -> States:
+        """One ACT segment: every update of ``cfg.schedule``; without ``full_grad`` only those from
+        ``cfg.first_with_gradient`` on keep a gradient."""
         cfg = self.cfg
         gx = None
         if cfg.operator in ("linear", "nonlinear"):
@@ -227,26 +243,23 @@ class HookedAIR(HookedRootModule):
             gx = torch.tanh(gx) if cfg.operator == "nonlinear" else gx
         if cfg.level_positions:
             x = nn.functional.pad(x, (0, 0, 1, 0))  # the persistent level token gets no input
-        rope = self._rope(z_H.shape[1] + int(cfg.level_token == "prepend_strip"))
-        last_cycle = cfg.gradient == "last_cycle"
-        first_with_grad = 0 if full_grad else cfg.sub_steps - (cfg.L_cycles + 1 if last_cycle else 2)
-        for sub, kind in enumerate(cfg.schedule):
+        rope = self._rope(cfg.carry_len + int(cfg.level_token == "prepend_strip"))
+        first_with_grad = 0 if full_grad else cfg.first_with_gradient
+        states = dict(states)
+        for sub, update in enumerate(cfg.schedule):
             sub_hooks = None if hooks is None else cast(SubStepHooks, hooks.sub[sub])
             with nullcontext() if sub >= first_with_grad else torch.no_grad():
-                if kind == "L":
-                    z_L = self._update("L", z_L, z_H, x, gx, rope, sub_hooks)
-                else:
-                    z_H = self._update("H", z_H, z_L, x, gx, rope, sub_hooks)
-        return z_H, z_L
+                states[update.writes] = self._update(update, states, x, gx, rope, sub_hooks)
+        return states
 
     def unembed(self, z: torch.Tensor) -> torch.Tensor:
         """The output head on any state: token logits at the content positions ``(batch, seq_len,
         vocab)``, the prefix (level token, puzzle embedding) skipped. The logit lens is its argmax."""
         return self.lm_head(z[:, self.cfg.prefix_len:])
 
-    def _q_logits(self, z_H: torch.Tensor) -> torch.Tensor:
-        """(q_halt, q_continue) logits, read from position 0, in fp32: shape (batch, 2)."""
-        return self.q_head(z_H[:, 0]).float()
+    def _q_logits(self, states: States) -> torch.Tensor:
+        """(q_halt, q_continue) logits, read from position 0 of the output state, in fp32: shape (batch, 2)."""
+        return self.q_head(states[self.cfg.output_state][:, 0]).float()
 
     # ---- evaluation rollout -----------------------------------------------------------------
     def forward(self, batch: Batch, return_type: str = "logits", full_grad: bool = False
@@ -262,19 +275,18 @@ class HookedAIR(HookedRootModule):
             raise AirInterpError(f"return_type must be 'logits' or 'all', got {return_type!r}")
         inputs, ids = self.prepare_batch(batch)
         x = self.hook_embed(self.embed(inputs, ids))
-        z_H, z_L = self.initial_state(inputs.shape[0])
-        z_H, z_L = self.hook_z_H_init(z_H), self.hook_z_L_init(z_L)
+        states = {state: getattr(self, f"hook_{state}_init")(z) for state, z in self.initial_state(len(inputs)).items()}
         q = None
         for step_hooks in cast(Iterable[StepHooks], self.step):
             if not full_grad:  # the carry between segments holds no gradient, as in training
-                z_H, z_L = z_H.detach(), z_L.detach()
-            z_H, z_L = self._segment(z_H, z_L, x, step_hooks, full_grad)
-            q = step_hooks.hook_q(self._q_logits(z_H))
-        logits = self.unembed(z_H).float()
+                states = {state: z.detach() for state, z in states.items()}
+            states = self._segment(states, x, step_hooks, full_grad)
+            q = step_hooks.hook_q(self._q_logits(states))
+        logits = self.unembed(states[self.cfg.output_state]).float()
         if return_type == "logits":
             return logits
         assert q is not None  # halt_max_steps >= 1 (cfg.validate)
-        return RolloutOutput(logits, q[:, 0], q[:, 1], z_H, z_L)
+        return RolloutOutput(logits, q[:, 0], q[:, 1], states)
 
     # ---- ACT wrapper (training) -------------------------------------------------------------
     def act_batch(self, batch: Batch) -> dict[str, torch.Tensor]:
@@ -294,9 +306,8 @@ class HookedAIR(HookedRootModule):
         """A carry whose rows are all halted, so the first ``act_step`` fills them from its batch."""
         batch = self.act_batch(batch)
         size = batch["inputs"].shape[0]
-        z_H, z_L = self.initial_state(size)
         return ACTCarry(
-            z_H=z_H.clone(), z_L=z_L.clone(),
+            states={state: z.clone() for state, z in self.initial_state(size).items()},
             steps=torch.zeros(size, dtype=torch.int32, device=self.device),
             halted=torch.ones(size, dtype=torch.bool, device=self.device),
             data={k: torch.empty_like(v) for k, v in batch.items()},
@@ -318,16 +329,15 @@ class HookedAIR(HookedRootModule):
         """
         batch = self.act_batch(batch)
         reset = carry.halted
-        init_H, init_L = self.initial_state(reset.shape[0])
-        z_H = torch.where(reset.view(-1, 1, 1), init_H, carry.z_H)
-        z_L = torch.where(reset.view(-1, 1, 1), init_L, carry.z_L)
+        initial = self.initial_state(reset.shape[0])
+        states = {state: torch.where(reset.view(-1, 1, 1), initial[state], z) for state, z in carry.states.items()}
         steps = torch.where(reset, 0, carry.steps)
         data = {k: torch.where(reset.view((-1,) + (1,) * (v.ndim - 1)), batch[k], v) for k, v in carry.data.items()}
         x = self.embed(data["inputs"], data["puzzle_identifiers"])
-        z_H, z_L = self._segment(z_H, z_L, x, hooks=None)
-        logits, q = self.unembed(z_H), self._q_logits(z_H)
+        states = self._segment(states, x, hooks=None)
+        logits, q = self.unembed(states[self.cfg.output_state]), self._q_logits(states)
         outputs = {"logits": logits, "q_halt_logits": q[:, 0], "q_continue_logits": q[:, 1]}
-        z_H, z_L = z_H.detach(), z_L.detach()
+        states = {state: z.detach() for state, z in states.items()}
         with torch.no_grad():
             steps = steps + 1
             is_last = steps >= self.cfg.halt_max_steps
@@ -338,10 +348,10 @@ class HookedAIR(HookedRootModule):
                 min_steps = explore * torch.randint_like(steps, low=2, high=self.cfg.halt_max_steps + 1)
                 halted = halted & (steps >= min_steps)
                 if not self.cfg.no_act_continue:
-                    next_q = self._q_logits(self._segment(z_H, z_L, x, hooks=None)[0])
+                    next_q = self._q_logits(self._segment(states, x, hooks=None))
                     target = torch.where(is_last, next_q[:, 0], torch.maximum(next_q[:, 0], next_q[:, 1]))
                     outputs["target_q_continue"] = torch.sigmoid(target)
-        return ACTCarry(z_H, z_L, steps, halted, data), outputs
+        return ACTCarry(states, steps, halted, data), outputs
 
     # ---- hooks conveniences -----------------------------------------------------------------
     def trace(self, batch: Batch, states: Optional[Sequence[str]] = None, sites: Sequence[str] = (),
@@ -426,19 +436,17 @@ class HookedAIR(HookedRootModule):
         save_model(self, path)
 
 
-def _injection_split(kind: str, n_x: int) -> tuple[int, int]:
-    """How many of an update's ``n_x`` copies of x join its own state and how many the other state.
+def _init_name(state: str) -> str:
+    """The buffer holding a state's reset vector: ``z_H`` -> ``H_init``, ``z_L3`` -> ``L3_init``."""
+    return f"{state.removeprefix('z_')}_init"
 
-    fp32 addition is not associative and 16 ACT steps amplify a last-bit difference, so this
-    follows the public modules exactly: one x joins the *other* state in an L-update,
-    ``z_L + (z_H + x)``, but the state *itself* in an H-update, ``(z_H + x) + z_L``; two or more
-    join both, ``(z_self + (n-1) x) + (z_other + x)``.
-    """
-    if n_x == 0:
-        return 0, 0
-    if n_x == 1:
-        return (0, 1) if kind == "L" else (1, 0)
-    return n_x - 1, 1
+
+def _total(states: States, names: tuple[str, ...]) -> torch.Tensor:
+    """The sum of the named states, left to right (the public code's order)."""
+    total = states[names[0]]
+    for name in names[1:]:
+        total = total + states[name]
+    return total
 
 
 def _listed(names: Sequence[Any], most: int = 3) -> str:

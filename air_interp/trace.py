@@ -39,7 +39,7 @@ KEEP = ("states", "decode")
 class Trace:
     """What a traced rollout kept. ``values[name]`` is ``(updates, puzzles, ...)``: a state name
     (``z_H``, ``z_L``) or a site relative to a sub-step (``hook_f_in``, ``layer.1.hook_resid_post``,
-    ``layer.0.attn.hook_pattern``); ``index[name]`` lists the (ACT step, sub-step, kind) of each row."""
+    ``layer.0.attn.hook_pattern``); ``index[name]`` lists the (ACT step, sub-step, kind, state written) of each row."""
 
     values: Mapping[str, torch.Tensor]
     index: Mapping[str, pd.DataFrame]
@@ -47,7 +47,7 @@ class Trace:
     prefix_len: int
 
     def updates(self, name: str) -> pd.DataFrame:
-        """Row ``u`` of ``name``'s tensors: columns ``update``, ``step``, ``sub``, ``kind``."""
+        """Row ``u`` of ``name``'s tensors: columns ``update``, ``step``, ``sub``, ``kind``, ``state``."""
         return self.index[self._known(name)]
 
     def states(self, state: str, step: Optional[int] = None, sub: Optional[int] = None) -> torch.Tensor:
@@ -61,6 +61,12 @@ class Trace:
     def site(self, name: str, step: Optional[int] = None, sub: Optional[int] = None) -> torch.Tensor:
         """A traced site (e.g. ``layer.1.hook_resid_post``) at each sub-step it occurs in."""
         return self._select(name, step, sub)
+
+    def decode_reset(self, state: str) -> torch.Tensor:
+        """The logit lens of ``state`` at reset, before its first update: tokens ``(puzzles, seq_len)``."""
+        if f"reset:{state}" not in self.values:
+            raise AirInterpError(f"{state!r} was not traced as a state; traced: {', '.join(self._states())}")
+        return self.values[f"reset:{state}"][0]
 
     def decode(self, state: str, step: Optional[int] = None, sub: Optional[int] = None) -> torch.Tensor:
         """The logit lens of ``state`` after each update: tokens ``(updates, puzzles, seq_len)``."""
@@ -100,13 +106,13 @@ def finite_hooks(model: "HookedAIR") -> list[tuple[str, Callable[..., None]]]:
     end of each ACT step. Read-only: the rollout is unchanged."""
     cfg = model.cfg
     hooks: list[tuple[str, Callable[..., None]]] = []
-    for state in dict.fromkeys(f"z_{kind}" for kind in cfg.schedule):
+    for state in cfg.states:
         hooks.append((Site().name(f"hook_{state}_init"), _finite_check(model, f"the reset {state} (hook_{state}_init)")))
     for step in range(cfg.halt_max_steps):
-        for sub, kind in enumerate(cfg.schedule):
-            name = Site(step, sub).name(f"hook_z_{kind}")
+        for sub, update in enumerate(cfg.schedule):
+            name = Site(step, sub).name(f"hook_{update.writes}")
             where = (f"ACT step {step + 1} of {cfg.halt_max_steps}, sub-step {sub + 1} of {cfg.sub_steps} "
-                     f"(the {kind}-update, {name})")
+                     f"(the {update.kind}-update, {name})")
             hooks.append((name, _finite_check(model, where)))
         name = Site(step).name("hook_q")
         hooks.append((name, _finite_check(model, f"ACT step {step + 1} of {cfg.halt_max_steps} (the halting "
@@ -125,18 +131,17 @@ def _finite_check(model: "HookedAIR", where: str, unembed: bool = True) -> Calla
 
 def state_sites(model: "HookedAIR", state: str) -> list[Site]:
     """The sub-steps whose update writes ``state`` (``z_L``: the L-updates), in rollout order."""
-    kind = state.removeprefix("z_")
-    if kind not in set(model.cfg.schedule):
-        raise AirInterpError(f"unknown state {state!r}; this model's states: "
-                             f"{', '.join(f'z_{k}' for k in dict.fromkeys(model.cfg.schedule))}")
-    return [Site(step, sub, sub_kind) for step in range(model.cfg.halt_max_steps)
-            for sub, sub_kind in enumerate(model.cfg.schedule) if sub_kind == kind]
+    cfg = model.cfg
+    if state not in cfg.updated_states:
+        raise AirInterpError(f"unknown state {state!r}; this model's states: {', '.join(cfg.updated_states)}")
+    return [Site(step, sub, update.kind, state=state) for step in range(cfg.halt_max_steps)
+            for sub, update in enumerate(cfg.schedule) if update.writes == state]
 
 
 def site_sites(model: "HookedAIR", site: str) -> list[Site]:
     """The sub-steps at which the relative hook name ``site`` exists, in rollout order."""
-    found = [Site(step, sub, kind) for step in range(model.cfg.halt_max_steps)
-             for sub, kind in enumerate(model.cfg.schedule) if Site(step, sub).name(site) in model.hook_dict]
+    found = [Site(step, sub, update.kind, state=update.writes) for step in range(model.cfg.halt_max_steps)
+             for sub, update in enumerate(model.cfg.schedule) if Site(step, sub).name(site) in model.hook_dict]
     if not found:
         raise AirInterpError(f"no hook point matches the site {site!r} at any sub-step "
                              "(sites are relative to a sub-step, e.g. 'hook_f_in', 'layer.0.hook_resid_post')")
@@ -145,7 +150,8 @@ def site_sites(model: "HookedAIR", site: str) -> list[Site]:
 
 def _index(sites: Sequence[Site]) -> pd.DataFrame:
     return pd.DataFrame({"update": range(len(sites)), "step": [s.step for s in sites],
-                         "sub": [s.sub for s in sites], "kind": [s.kind for s in sites]})
+                         "sub": [s.sub for s in sites], "kind": [s.kind for s in sites],
+                         "state": [s.state for s in sites]})
 
 
 def trace(model: "HookedAIR", batch: "Batch", states: Optional[Sequence[str]] = None, sites: Sequence[str] = (),
@@ -159,11 +165,13 @@ def trace(model: "HookedAIR", batch: "Batch", states: Optional[Sequence[str]] = 
     if batch_size < 1:
         raise AirInterpError(f"batch_size must be at least 1, got {batch_size}")
     inputs, ids = model.prepare_batch(batch)
-    states = list(dict.fromkeys(f"z_{k}" for k in model.cfg.schedule)) if states is None else list(states)
+    states = list(model.cfg.updated_states) if states is None else list(states)
     where = {state: state_sites(model, state) for state in states}
     where.update({site: site_sites(model, site) for site in sites})
-    chunks: dict[str, list[list[torch.Tensor]]] = {name: [] for name in [*where, *(f"decode:{s}" for s in states)]}
+    chunks: dict[str, list[list[torch.Tensor]]] = {
+        name: [] for name in [*where, *(f"{part}:{s}" for s in states for part in ("decode", "reset"))]}
     hooks = list(fwd_hooks) + finite_hooks(model)
+    hooks += [(Site().name(f"hook_{state}_init"), _reset_recorder(model, state, chunks)) for state in states]
     for name, located in where.items():
         point = f"hook_{name}" if name in states else name
         for update, site in enumerate(located):
@@ -190,11 +198,19 @@ def _recorder(model: "HookedAIR", name: str, update: int, is_state: bool, keep: 
     return record
 
 
+def _reset_recorder(model: "HookedAIR", state: str, chunks: dict[str, list[list[torch.Tensor]]]
+                    ) -> Callable[..., None]:
+    def record(value: torch.Tensor, hook: Any) -> None:
+        chunks[f"reset:{state}"][-1].append(model.unembed(value).argmax(-1).to(torch.uint8).cpu())
+
+    return record
+
+
 def trace_memory_bytes(model: "HookedAIR", puzzles: int, keep: str = "decode",
                        states: Optional[Sequence[str]] = None) -> int:
     """What :func:`trace` keeps for ``puzzles`` puzzles (states only): the memory bound it promises."""
-    states = list(dict.fromkeys(f"z_{k}" for k in model.cfg.schedule)) if states is None else list(states)
+    states = list(model.cfg.updated_states) if states is None else list(states)
     updates = sum(len(state_sites(model, state)) for state in states)
     cfg = model.cfg
     per_update = cfg.seq_len if keep == "decode" else cfg.seq_len + cfg.carry_len * cfg.d_model * model.dtype.itemsize
-    return updates * puzzles * per_update
+    return (updates * per_update + len(states) * cfg.seq_len) * puzzles  # ... and each state's decode at reset

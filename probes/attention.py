@@ -1,14 +1,16 @@
 """Attention contrasts: does the L-update attend more locally than the H-update? (docs/analyses.md)
 
 At chosen ACT steps (the paper's 2, 4, ..., 14, 15 of 16; see :func:`paper_steps`) the first L sub-step and the first H sub-step
-of the segment are compared, layer by layer. Attention probabilities are taken among content
+of the segment are compared, layer by layer (any two update kinds: ``AttentionOptions.kinds``;
+the contrasts are then "first kind minus second" wherever L - H is written below). Attention probabilities are taken among content
 positions (prefix positions dropped, rows renormalised) and, per query cell, contrasts are
 averaged over heads:
 
 * locality: mass_L(N) - mass_H(N) on the task's neighbourhoods (Sudoku Δnbr on row ∪ column ∪
   box; Maze Δρ at N4 / N8 / 5x5, divided by the neighbourhood size),
 * Δent = Hn(p_H) - Hn(p_L), the entropy normalised by log(#keys),
-* Δviol = mass_L(V) - mass_H(V), V the cells wrong in the decoded z_H (Sudoku: rule conflicts,
+* Δviol = mass_L(V) - mass_H(V), V the cells wrong in the decoded z_H (the state the later of
+  the two updates writes; Sudoku: rule conflicts,
   over the whole board; Maze: differs from the label, restricted to N4 ∩ V).
 
 Choices where the public scripts are questionable are options, defaults as published:
@@ -71,6 +73,7 @@ class AttentionOptions:
     violation_scope: Optional[str] = None  # None: the task's published choice; "board" / "neighbourhood"
     include_self: Optional[bool] = None  # None: the task's published choice
     skip_sink_heads: bool = False  # True: leave heads parked on the prefix out (see content_pattern)
+    kinds: tuple[str, str] = ("L", "H")  # the two update kinds compared: contrasts are first minus second
 
     def spec(self, task: Task) -> AttentionSpec:
         spec = task.attention_spec
@@ -81,10 +84,14 @@ class AttentionOptions:
         return spec
 
 
-def first_sub_steps(model: HookedAIR) -> tuple[int, int]:
-    """Index of the first L and the first H sub-step of a segment."""
-    schedule = model.cfg.schedule
-    return schedule.index("L"), schedule.index("H")
+def first_sub_steps(model: HookedAIR, kinds: Sequence[str] = ("L", "H")) -> tuple[int, ...]:
+    """Index of the first sub-step of each of ``kinds`` in a segment (default: the first L and the first H)."""
+    schedule = model.cfg.kinds
+    missing = [kind for kind in kinds if kind not in schedule]
+    if missing or len(set(kinds)) != len(kinds):
+        raise AirInterpError(f"attention compares two different update kinds of the model ({', '.join(dict.fromkeys(schedule))}), "
+                             f"got {', '.join(kinds)}")
+    return tuple(schedule.index(kind) for kind in kinds)
 
 
 MIN_CONTENT_MASS = 1e-6
@@ -131,14 +138,16 @@ class _Collector:
         self.offset = 0
 
     def hooks(self) -> FwdHooks:
-        l_sub, h_sub = first_sub_steps(self.model)
+        subs = first_sub_steps(self.model, self.options.kinds)
+        last = max(subs)  # the patterns of both are in when the later update writes its state
         hooks: FwdHooks = []
         assert self.options.steps is not None  # attention_contrasts resolves them
         for step in self.options.steps:
-            for kind, sub in (("L", l_sub), ("H", h_sub)):
+            for kind, sub in zip(self.options.kinds, subs):
                 for layer in self.layers:
                     hooks.append((Site(step, sub, kind, layer).name("attn.hook_pattern"), self._keep(kind, layer)))
-            hooks.append((Site(step, h_sub).name("hook_z_H"), self._finish(step)))
+            state = self.model.cfg.schedule[last].writes
+            hooks.append((Site(step, last).name(f"hook_{state}"), self._finish(step)))
         return hooks
 
     def _keep(self, kind: str, layer: int):
@@ -149,8 +158,8 @@ class _Collector:
         return keep
 
     def _finish(self, step: int):
-        def finish(z_H: torch.Tensor, hook) -> None:
-            z = z_H if self.options.violation_timing == "after" else hook.previous
+        def finish(written: torch.Tensor, hook) -> None:
+            z = written if self.options.violation_timing == "after" else hook.previous
             decoded = decode_state(self.model, z).cpu().numpy()
             violated = torch.as_tensor(self.task.violation_mask(decoded, self.labels))
             for layer in self.layers:
@@ -160,7 +169,8 @@ class _Collector:
         return finish
 
     def _rows(self, step: int, layer: int, violated: torch.Tensor) -> pd.DataFrame:
-        (p_L, ent_L), (p_H, ent_H) = self.store[("L", layer)], self.store[("H", layer)]
+        first, second = self.options.kinds
+        (p_L, ent_L), (p_H, ent_H) = self.store[(first, layer)], self.store[(second, layer)]
         columns = {}
         for column, mask in self.masks.items():
             mass = lambda p: (p * mask).sum(-1) / self.divisors[column]  # noqa: E731
@@ -175,7 +185,8 @@ class _Collector:
         queries = torch.as_tensor(self.task.attention_queries(self.inputs, self.labels))
         puzzle, query = torch.nonzero(queries, as_tuple=True)
         return pd.DataFrame({
-            "puzzle": (puzzle + self.offset).numpy(), "step": step, "layer": layer, "query": query.numpy(),
+            "puzzle": (puzzle + self.offset).numpy(), "pair": "-".join(self.options.kinds), "step": step,
+            "layer": layer, "query": query.numpy(),
             "cls": np.where(adjacent[puzzle, query].numpy(), self.spec.adjacent_label, "control"),
             **{name: values[puzzle, query].numpy() for name, values in columns.items()},
         })
@@ -186,10 +197,15 @@ def attention_contrasts(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray
                         progress: bool = True, puzzle_identifiers: Optional[np.ndarray] = None) -> pd.DataFrame:
     """One row per puzzle x step x layer x query cell with every contrast (see module docstring)."""
     cfg = model.cfg
+    if cfg.mixer != "attention":
+        raise AirInterpError(f"{cfg.variant} mixes positions with an MLP (mixer={cfg.mixer!r}): it has no attention "
+                             "pattern to measure")
+    first_sub_steps(model, options.kinds)
     requested = paper_steps(cfg.halt_max_steps) if options.steps is None else options.steps
     steps = tuple(s for s in requested if s < cfg.halt_max_steps)
-    layers = tuple(options.layers) if options.layers is not None else tuple(range(cfg.layers_of("L")))
-    bad = [layer for layer in layers if not 0 <= layer < min(cfg.layers_of("L"), cfg.layers_of("H"))]
+    depth = min(cfg.layers_of(kind) for kind in options.kinds)
+    layers = tuple(options.layers) if options.layers is not None else tuple(range(depth))
+    bad = [layer for layer in layers if not 0 <= layer < depth]
     if bad or not steps:
         raise AirInterpError(f"no such layer {bad} or no ACT step below {cfg.halt_max_steps} among {requested}")
     collector = _Collector(model, replace(options, steps=steps), layers)

@@ -21,7 +21,7 @@ from air_interp.model import HookedAIR
 from air_interp.output import save_figure, styled
 from air_interp.tasks import Task, get_task
 
-from .lens import STATES, StateTrace, trace_states
+from .lens import STATES, StateTrace, model_states, trace_states
 from .render import (MAX_PRINTED_SIDE, TEXT_COLOUR, WRONG_COLOUR, draw_grid, printed_characters, token_colours,
                      token_legend, wrong_cells)
 
@@ -31,14 +31,15 @@ if TYPE_CHECKING:  # plotly is imported by the viewer only
 
 @dataclass
 class DecodeResult:
-    """``grids[p, g, s]``: decoded state ``STATES[s]`` of puzzle ``p`` after global sub-step ``g``."""
+    """``grids[p, g, s]``: decoded state ``states[s]`` of puzzle ``p`` after global sub-step ``g``."""
 
     table: pd.DataFrame
-    grids: np.ndarray  # (puzzles, total_sub_steps, 2, seq_len) uint8
+    grids: np.ndarray  # (puzzles, total_sub_steps, states, seq_len) uint8
     task: Task
-    schedule: tuple[str, ...]
+    schedule: tuple[str, ...]  # the kind ('L' / 'H') of each sub-step of an ACT step
     inputs: np.ndarray
     labels: Optional[np.ndarray]
+    states: tuple[str, ...] = STATES
 
 
 def per_sub_step(trace: StateTrace, total: int) -> np.ndarray:
@@ -50,20 +51,21 @@ def per_sub_step(trace: StateTrace, total: int) -> np.ndarray:
 def decode(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray] = None,
            batch_size: int = 64, progress: bool = True, puzzle_identifiers: Optional[np.ndarray] = None
            ) -> DecodeResult:
-    """Decoded z_H and z_L at every sub-step of a full rollout over ``inputs`` (puzzles, seq_len)."""
-    cfg = model.cfg
+    """Every state (z_H and z_L; each of TRM's seven in hier6) decoded at every sub-step of a full
+    rollout over ``inputs`` (puzzles, seq_len)."""
+    cfg, states = model.cfg, model_states(model)
     total = cfg.halt_max_steps * cfg.sub_steps
-    traces = trace_states(model, inputs, STATES, batch_size=batch_size, progress=progress,
+    traces = trace_states(model, inputs, states, batch_size=batch_size, progress=progress,
                           puzzle_identifiers=puzzle_identifiers)
-    grids = np.stack([per_sub_step(traces[s], total) for s in STATES], axis=2)
-    initial = np.stack([traces[s].tokens[:, 0] for s in STATES], axis=1)
+    grids = np.stack([per_sub_step(traces[s], total) for s in states], axis=2)
+    initial = np.stack([traces[s].tokens[:, 0] for s in states], axis=1)
     task = get_task(cfg.task)
-    table = decode_table(grids, initial, task, cfg.schedule, labels)
-    return DecodeResult(table, grids, task, cfg.schedule, np.asarray(inputs), labels)
+    table = decode_table(grids, initial, task, cfg.kinds, labels, states)
+    return DecodeResult(table, grids, task, cfg.kinds, np.asarray(inputs), labels, states)
 
 
 def decode_table(grids: np.ndarray, initial: np.ndarray, task: Task, schedule: Sequence[str],
-                 labels: Optional[np.ndarray]) -> pd.DataFrame:
+                 labels: Optional[np.ndarray], states: Sequence[str] = STATES) -> pd.DataFrame:
     """One row per puzzle x global sub-step x state, from decoded grids (vectorised)."""
     puzzles, total = grids.shape[:2]
     previous = np.concatenate([initial[:, None], grids[:, :-1]], axis=1)
@@ -77,9 +79,9 @@ def decode_table(grids: np.ndarray, initial: np.ndarray, task: Task, schedule: S
         columns["exact"] = correct.all(-1)
     index = np.arange(total)
     frame = pd.DataFrame({
-        "puzzle": np.repeat(np.arange(puzzles), total * len(STATES)),
-        "index": np.tile(np.repeat(index, len(STATES)), puzzles),
-        "state": np.tile(STATES, puzzles * total),
+        "puzzle": np.repeat(np.arange(puzzles), total * len(states)),
+        "index": np.tile(np.repeat(index, len(states)), puzzles),
+        "state": np.tile(np.asarray(states), puzzles * total),
     })
     frame["step"] = frame["index"] // len(schedule)
     frame["sub"] = frame["index"] % len(schedule)
@@ -99,7 +101,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def render_rollout(result: DecodeResult, puzzle: int, steps: Sequence[int]) -> str:
-    """Text: the input, the label and the decoded z_H / z_L after each sub-step of ``steps``."""
+    """Text: the input, the label and every decoded state, side by side, after each sub-step of ``steps``."""
     task, lines = result.task, []
     lines.append(f"input:\n{task.render(result.inputs[puzzle])}")
     if result.labels is not None:
@@ -108,34 +110,39 @@ def render_rollout(result: DecodeResult, puzzle: int, steps: Sequence[int]) -> s
     for step in steps:
         for sub, kind in enumerate(result.schedule):
             index = step * width + sub
-            blocks = [task.render(result.grids[puzzle, index, s]).splitlines() for s in range(len(STATES))]
-            text_width = max(len(line) for line in blocks[0])
+            blocks = [task.render(result.grids[puzzle, index, s]).splitlines() for s in range(len(result.states))]
+            text_width = max(len(line) for block in blocks for line in block)
             lines.append(f"step {step} sub {sub} ({kind}-update)")
-            lines.append(f"{STATES[0]:<{text_width}}    {STATES[1]}")
-            lines.extend(f"{a:<{text_width}}    {b}" for a, b in zip(*blocks))
+            lines.append("    ".join(f"{state:<{text_width}}" for state in result.states).rstrip())
+            lines.extend("    ".join(f"{row:<{text_width}}" for row in rows).rstrip() for rows in zip(*blocks))
     return "\n".join(lines)
 
 
 @styled
 def plot_decode(result: DecodeResult, puzzle: int, steps: Sequence[int], path: Path) -> list[Path]:
-    """Figures 2-5: for each chosen ACT step, a row of z_H and a row of z_L over its sub-steps,
+    """Figures 2-5: for each chosen ACT step, one row per state (z_H, z_L) over its sub-steps,
     with a colour legend."""
-    width = len(result.schedule)
+    width, n_states = len(result.schedule), len(result.states)
     labels = None if result.labels is None else result.labels[puzzle]
-    fig, axes = plt.subplots(2 * len(steps), width, figsize=(1.25 * width + 0.5, 2.6 * len(steps) + 0.8),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(n_states * len(steps), width, squeeze=False, layout="constrained",
+                             figsize=(1.25 * width + 0.5, 1.3 * n_states * len(steps) + 0.8))
     for r, step in enumerate(steps):
         for sub, kind in enumerate(result.schedule):
-            for s, state in enumerate(STATES):
-                ax = axes[2 * r + s, sub]
+            for s, state in enumerate(result.states):
+                ax = axes[n_states * r + s, sub]
                 draw_grid(ax, result.task, result.grids[puzzle, step * width + sub, s], labels,
                           title=f"sub-step {sub} ({kind})" if r == 0 and s == 0 else "")
                 if sub == 0:
                     ax.set_ylabel(f"{state}, ACT step {step}")
-    fig.suptitle(f"Puzzle {puzzle}: z_H and z_L decoded by lm_head (argmax) after each sub-step")
+    fig.suptitle(f"Puzzle {puzzle}: {_listed(result.states)} decoded by lm_head (argmax) after each sub-step")
     handles = token_legend(result.task, marks_wrong=labels is not None)
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     return save_figure(fig, path)
+
+
+def _listed(states: Sequence[str]) -> str:
+    """``z_H and z_L``; ``z_H, z_L1, ... and z_L6``."""
+    return " and ".join(states) if len(states) <= 2 else f"{', '.join(states[:-1])} and {states[-1]}"
 
 
 def sub_step_label(step: int, sub: int, kind: str) -> str:
@@ -156,7 +163,7 @@ def write_viewer(result: DecodeResult, puzzle: int, path: Path) -> Path:
     task, width = result.task, len(result.schedule)
     labels = None if result.labels is None else result.labels[puzzle]
     fixed = {"givens": result.inputs[puzzle], **({} if labels is None else {"solution": labels})}
-    panels = [*fixed, *STATES]
+    panels = [*fixed, *result.states]
     margin = {"l": 70, "r": 230, "t": 80, "b": 130}
     gap = 30
     spacing = gap / (len(panels) * VIEWER_PANEL + (len(panels) - 1) * gap)
@@ -166,13 +173,13 @@ def write_viewer(result: DecodeResult, puzzle: int, path: Path) -> Path:
     for col in range(1, len(panels) + 1):
         add_grid_lines(fig, task, col)
     first_state_trace = len(fig.data)
-    for s in range(len(STATES)):
+    for s in range(len(result.states)):
         fig.add_traces(grid_traces(task, result.grids[puzzle, 0, s], labels), rows=1, cols=len(fixed) + s + 1)
     state_traces = list(range(first_state_trace, len(fig.data)))
     fig.add_traces(legend_traces(task, labels is not None))
     total = result.grids.shape[1]
     fig.frames = [go.Frame(name=str(g), traces=state_traces,
-                           data=[t for s in range(len(STATES)) for t in grid_traces(task, result.grids[puzzle, g, s],
+                           data=[t for s in range(len(result.states)) for t in grid_traces(task, result.grids[puzzle, g, s],
                                                                                      labels)])
                   for g in range(total)]
     steps = [{"label": sub_step_label(g // width, g % width, result.schedule[g % width]), "method": "animate",
@@ -182,7 +189,7 @@ def write_viewer(result: DecodeResult, puzzle: int, path: Path) -> Path:
     fig.update_layout(
         sliders=[{"steps": steps, "active": 0, "pad": {"t": 20}, "font": {"size": 10},
                   "currentvalue": {"prefix": "after ", "font": {"size": 14}}}],
-        title=f"Puzzle {puzzle}: z_H and z_L decoded by lm_head (argmax) after each sub-step",
+        title=f"Puzzle {puzzle}: {_listed(result.states)} decoded by lm_head (argmax) after each sub-step",
         width=margin["l"] + margin["r"] + len(panels) * VIEWER_PANEL + (len(panels) - 1) * gap,
         height=margin["t"] + margin["b"] + VIEWER_PANEL, margin=margin, plot_bgcolor="white",
         legend={"itemclick": False, "itemdoubleclick": False})

@@ -1,4 +1,5 @@
-"""Freeze: hold z_H (or z_L) at its reset value for the whole rollout and watch the other state.
+"""Freeze: hold a state (z_H, z_L, or any subset of a model's states) at its reset value for the
+whole rollout and watch the others.
 
 For every pair of consecutive updates of an observed state we count, per puzzle, the decoded
 tokens that changed, the *mask flips* (a cell switches between undecided and decided) and the
@@ -10,7 +11,8 @@ updates (z_L at L sub-steps, z_H at H sub-steps). Where the sequence starts is `
   value. The two states are counted inconsistently (a known defect of the public scripts).
 * ``"reset"``: both from their reset values; ``"first_update"``: both from their first update.
 
-Final exact accuracy is always read from the z_H decode after the last sub-step (the public scripts read the
+Final exact accuracy is always read from the decode of the output state (z_H; z_L in a one-state
+model) after the last sub-step (the public scripts read the
 "normal" accuracy from z_L in one place; docs/analyses.md).
 
 The freeze follows whatever variant the model is (the public scripts replay one hard-coded update
@@ -20,7 +22,7 @@ model's own state hook points that returns ``hook.previous``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -30,10 +32,9 @@ from air_interp.errors import AirInterpError
 from air_interp.model import HookedAIR
 from air_interp.tasks import Task, get_task
 
-from .lens import STATES, trace_states
+from .lens import check_states, model_states, trace_states
 from air_interp.output import save_figure, styled
 
-FREEZE_SETTINGS = ("none", *STATES)  # nothing frozen, or the state held at its reset value
 COUNTS = ("changes", "mask_flips", "content_changes")
 COUNT_STARTS = ("published", "reset", "first_update")
 
@@ -43,7 +44,7 @@ def first_counted_update(model: HookedAIR, state: str, count_from: str) -> int:
     if count_from not in COUNT_STARTS:
         raise AirInterpError(f"count_from must be one of {', '.join(COUNT_STARTS)}, got {count_from!r}")
     if count_from == "published":  # the value at the end of sub-step 0: updated there only if its kind runs first
-        return int(model.cfg.schedule[0] == state[-1])
+        return int(model.cfg.schedule[0].writes == state)
     return int(count_from == "first_update")
 
 
@@ -55,25 +56,42 @@ def change_counts(tokens: np.ndarray, task: Task) -> dict[str, np.ndarray]:
     return {"changes": changed.sum(-1), "mask_flips": flips.sum(-1), "content_changes": (changed & ~flips).sum(-1)}
 
 
-def freeze(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray], state: str = "z_H",
-           batch_size: int = 64, progress: bool = True, count_from: str = "published",
-           puzzle_identifiers: Optional[np.ndarray] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run rollouts with ``state`` ("z_H", "z_L" or "none") frozen; counts start as ``count_from`` says.
+def frozen_states(model: HookedAIR, setting: Union[str, Sequence[str]]) -> tuple[str, ...]:
+    """The states a freeze setting holds: ``"none"`` -> (), ``"z_H"`` -> ('z_H',), ``"z_H+z_L3"`` or
+    ``["z_H", "z_L3"]`` -> both; a one-line AirInterpError for a state the model does not have."""
+    if isinstance(setting, str):
+        setting = [] if setting == "none" else setting.split("+")
+    states = check_states(model, list(setting), "state to freeze")
+    if len(set(states)) < len(states):
+        raise AirInterpError(f"a state is named twice in the freeze setting {'+'.join(states)!r}")
+    return states
+
+
+def setting_name(frozen: Sequence[str]) -> str:
+    """How tables name a freeze setting: ``none``, ``z_H``, ``z_H+z_L3``."""
+    return "+".join(frozen) or "none"
+
+
+def freeze(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray],
+           state: Union[str, Sequence[str]] = "z_H", batch_size: int = 64, progress: bool = True,
+           count_from: str = "published", puzzle_identifiers: Optional[np.ndarray] = None
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run rollouts with ``state`` frozen ("z_H", "z_L", "none", any state of the model, or several:
+    "z_H+z_L3" or a list); counts start as ``count_from`` says.
 
     Returns ``(updates, puzzles)``: a tidy table with one row per puzzle x observed state x update
     (counts against the previous update), and one row per puzzle with the totals per observed state
-    and the final exact accuracy from z_H.
+    and the final exact accuracy from the output state.
     """
-    if state not in FREEZE_SETTINGS:
-        raise AirInterpError(f"state must be one of {', '.join(FREEZE_SETTINGS)}, got {state!r}")
-    frozen = None if state == "none" else state
+    frozen = frozen_states(model, state)
+    setting = setting_name(frozen)
     task = get_task(model.cfg.task)
-    traces = trace_states(model, inputs, STATES, freeze=frozen, batch_size=batch_size, progress=progress,
+    traces = trace_states(model, inputs, freeze=frozen, batch_size=batch_size, progress=progress,
                           puzzle_identifiers=puzzle_identifiers)
     width = model.cfg.sub_steps
     rows, totals = [], {}
-    for observed in STATES:
-        if observed == frozen:
+    for observed in model_states(model):
+        if observed in frozen:
             continue
         trace = traces[observed]
         start = first_counted_update(model, observed, count_from)
@@ -81,7 +99,7 @@ def freeze(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray], s
         n_puzzles, n_updates = counts["changes"].shape
         index = np.tile(trace.sub_index[start + 1:], n_puzzles)
         rows.append(pd.DataFrame({
-            "freeze": state, "observed": observed,
+            "freeze": setting, "observed": observed,
             "puzzle": np.repeat(np.arange(n_puzzles), n_updates),
             "update": np.tile(np.arange(start + 1, start + n_updates + 1), n_puzzles),
             "index": index, "step": index // width, "sub": index % width,
@@ -89,10 +107,12 @@ def freeze(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray], s
         }))
         for name, values in counts.items():
             totals[f"{observed}_{name}"] = values.sum(-1)
-    puzzles = pd.DataFrame({"freeze": state, "puzzle": np.arange(len(inputs)), **totals})
+    puzzles = pd.DataFrame({"freeze": setting, "puzzle": np.arange(len(inputs)), **totals})
     if labels is not None:
-        final_H = traces["z_H"].tokens[:, -1]
-        puzzles["exact"] = (final_H == np.asarray(labels)).all(-1)
+        final = traces[model.cfg.output_state].tokens[:, -1]
+        puzzles["exact"] = (final == np.asarray(labels)).all(-1)
+    if not rows:
+        raise AirInterpError(f"freezing {setting} leaves no state to observe")
     return pd.concat(rows, ignore_index=True), puzzles
 
 
@@ -115,11 +135,13 @@ def series(updates: pd.DataFrame, count: str = "content_changes") -> pd.DataFram
 
 @styled
 def plot_freeze(updates: pd.DataFrame, path: Path, title: str = "", count: str = "content_changes") -> list[Path]:
-    """Figures 6-7: per-update content changes of each observed state, normal vs frozen other
-    state; mean over puzzles with a ±1 standard-error band."""
+    """Figures 6-7: per-update content changes of each observed state (one panel each: z_L, z_H,
+    ...), normal vs frozen others; mean over puzzles with a ±1 standard-error band."""
     curves = series(updates, count)
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.3), sharex=True, layout="constrained")
-    for ax, observed in zip(axes, ("z_L", "z_H")):
+    observed_states = sorted(curves["observed"].unique(), key=lambda state: (state.startswith("z_H"), state))
+    fig, axes = plt.subplots(1, len(observed_states), figsize=(4 * len(observed_states), 3.3), sharex=True,
+                             squeeze=False, layout="constrained")
+    for ax, observed in zip(axes[0], observed_states):
         for setting, group in curves[curves["observed"] == observed].groupby("freeze", sort=False):
             label = "normal rollout" if setting == "none" else f"{setting} frozen at reset"
             ax.plot(group["index"], group["mean"], marker=".", markersize=3, linewidth=1, label=label)
@@ -136,13 +158,14 @@ def plot_freeze(updates: pd.DataFrame, path: Path, title: str = "", count: str =
 
 
 def run_freeze(models: Sequence[HookedAIR], inputs: np.ndarray, labels: Optional[np.ndarray],
-               states: Sequence[str] = FREEZE_SETTINGS, batch_size: int = 64, progress: bool = True,
-               count_from: str = "published", puzzle_identifiers: Optional[np.ndarray] = None
+               states: Optional[Sequence[Union[str, Sequence[str]]]] = None, batch_size: int = 64,
+               progress: bool = True, count_from: str = "published", puzzle_identifiers: Optional[np.ndarray] = None
                ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every freeze setting for every model (seed); tables carry ``run`` (the model's position)."""
+    """Every freeze setting (default: none, then each state of the model alone) for every model
+    (seed); tables carry ``run`` (the model's position)."""
     all_updates, all_puzzles = [], []
     for run, model in enumerate(models):
-        for state in states:
+        for state in ("none", *model_states(model)) if states is None else states:
             updates, puzzles = freeze(model, inputs, labels, state, batch_size, progress, count_from,
                                       puzzle_identifiers)
             all_updates.append(updates.assign(run=run))

@@ -1,9 +1,8 @@
-"""The logit lens over a rollout: decoded z_L / z_H after every update, streamed in batches.
+"""The logit lens over a rollout: every state decoded after every update, streamed in batches.
 
-This is the shared machinery of the decode and freeze probes. It attaches hooks to the
-state hook points (``hook_z_{L,H}_init`` and ``step.{s}.sub.{k}.hook_z_{L,H}``), decodes each
-state as it is produced (``lm_head(z).argmax`` at the content positions), and keeps only the
-decoded tokens, so memory is bounded by ``puzzles x updates x cells`` bytes whatever the model.
+The shared machinery of the decode and freeze probes, on :meth:`HookedAIR.trace` with
+``keep="decode"``: each state is decoded as it is produced (``model.unembed(z).argmax``) and only
+the decoded tokens are kept, so memory is ``puzzles x updates x cells`` bytes whatever the model.
 """
 from __future__ import annotations
 
@@ -15,11 +14,27 @@ import torch
 from tqdm.auto import tqdm
 
 from air_interp.errors import AirInterpError
-from air_interp.hooks import FwdHooks, Site
-from air_interp.model import HookedAIR
-from air_interp.trace import finite_hooks
 
-STATES = ("z_H", "z_L")
+from air_interp.model import HookedAIR
+from air_interp.trace import finite_hooks, state_sites
+
+STATES = ("z_H", "z_L")  # the states of the two-state models (AIR, HRM, TRM)
+
+
+def model_states(model: HookedAIR) -> tuple[str, ...]:
+    """The states a probe reads by default: every state some update writes, z_H first
+    (``('z_H', 'z_L')``; TRM's hier6 ``('z_H', 'z_L1', ..., 'z_L6')``; singlez ``('z_L',)``)."""
+    return tuple(state for state in model.cfg.states if state in model.cfg.updated_states)
+
+
+def check_states(model: HookedAIR, states: Sequence[str], what: str = "state") -> tuple[str, ...]:
+    """``states`` if each is a state of ``model``, else a one-line AirInterpError listing its states."""
+    known = model_states(model)
+    unknown = [state for state in states if state not in known]
+    if unknown:
+        raise AirInterpError(f"unknown {what} {unknown[0]!r}; this model ({model.cfg.variant}) has "
+                             f"{', '.join(known)}")
+    return tuple(states)
 
 
 @dataclass
@@ -35,14 +50,8 @@ class StateTrace:
 
 def update_sites(model: HookedAIR, state: str) -> list[tuple[int, str]]:
     """(global sub-step index, hook name) of every update of ``state`` in a rollout, in order."""
-    kind = state[-1]
-    cfg = model.cfg
-    return [
-        (step * cfg.sub_steps + sub, Site(step, sub).name(f"hook_{state}"))
-        for step in range(cfg.halt_max_steps)
-        for sub, sub_kind in enumerate(cfg.schedule)
-        if sub_kind == kind
-    ]
+    return [(site.step * model.cfg.sub_steps + site.sub, site.name(f"hook_{state}"))
+            for site in state_sites(model, state)]
 
 
 def step_end_sites(model: HookedAIR, state: str, steps: Optional[Sequence[int]] = None) -> list[tuple[int, str]]:
@@ -87,45 +96,30 @@ def decode_state(model: HookedAIR, z: torch.Tensor) -> torch.Tensor:
     return model.unembed(z).argmax(-1).to(torch.uint8)
 
 
-def trace_states(model: HookedAIR, inputs: np.ndarray, states: Sequence[str] = STATES,
-                 freeze: Optional[str] = None, batch_size: int = 64, progress: bool = True,
+def trace_states(model: HookedAIR, inputs: np.ndarray, states: Optional[Sequence[str]] = None,
+                 freeze: Sequence[str] = (), batch_size: int = 64, progress: bool = True,
                  puzzle_identifiers: Optional[np.ndarray] = None) -> dict[str, StateTrace]:
-    """Run full rollouts over ``inputs`` (puzzles, seq_len) and decode ``states`` after every update.
+    """Run full rollouts over ``inputs`` (puzzles, seq_len) and decode ``states`` (default: every
+    state) after every update.
 
-    ``freeze="z_H"`` (or ``"z_L"``) holds that state at its reset value for the whole rollout by
-    returning the previous value at each of its hook points; the other state updates normally.
+    The states in ``freeze`` are held at their reset values for the whole rollout (each of their
+    hook points returns the previous value); the others update normally.
     """
-    inputs = np.asarray(inputs)
-    sites = {state: update_sites(model, state) for state in states}
-    traces = {
-        state: StateTrace(
-            tokens=np.zeros((len(inputs), len(sites[state]) + 1, model.cfg.seq_len), dtype=np.uint8),
-            sub_index=np.array([-1] + [index for index, _ in sites[state]]),
-        )
-        for state in states
-    }
-    hooks: FwdHooks = []
-    if freeze is not None:
-        hooks += [(name, _hold_previous) for _, name in update_sites(model, freeze)]
-    current: dict[str, slice] = {}
+    states = model_states(model) if states is None else check_states(model, states)
+    hold = [(name, _hold_previous) for frozen in check_states(model, freeze) for _, name in update_sites(model, frozen)]
+    batch = {"inputs": np.asarray(inputs), "puzzle_identifiers": puzzle_identifiers}
+    if puzzle_identifiers is None:
+        batch.pop("puzzle_identifiers")
+    elif np.shape(puzzle_identifiers) != (len(inputs),):
+        raise AirInterpError(f"puzzle_identifiers must have shape ({len(inputs)},), got {np.shape(puzzle_identifiers)}")
+    cache = model.trace(batch, states, keep="decode", batch_size=batch_size, progress=progress, fwd_hooks=hold)
+    traces = {}
     for state in states:
-        names = [Site().name(f"hook_{state}_init")] + [name for _, name in sites[state]]
-        for update, name in enumerate(names):
-            hooks.append((name, _recorder(model, traces[state].tokens, update, current)))
-    desc = f"decode{'' if freeze is None else f' (freeze {freeze})'}"
-    with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
-        for rows, batch in stream(model, inputs, batch_size, desc, progress, puzzle_identifiers):
-            current["rows"] = rows
-            model(batch)
+        index = cache.updates(state)
+        tokens = torch.cat((cache.decode_reset(state)[None], cache.decode(state)), dim=0).transpose(0, 1)
+        traces[state] = StateTrace(tokens.numpy(), np.array([-1, *(index["step"] * model.cfg.sub_steps + index["sub"])]))
     return traces
 
 
 def _hold_previous(z: torch.Tensor, hook) -> torch.Tensor:
     return hook.previous
-
-
-def _recorder(model: HookedAIR, out: np.ndarray, update: int, current: dict[str, slice]):
-    def record(z: torch.Tensor, hook) -> None:
-        out[current["rows"], update] = decode_state(model, z).cpu().numpy()
-
-    return record

@@ -32,7 +32,7 @@ from air_interp.errors import AirInterpError
 from air_interp.hooks import FwdHooks
 from air_interp.model import HookedAIR
 
-from .lens import STATES, decode_state, step_end_sites, stream
+from .lens import check_states, decode_state, model_states, step_end_sites, stream
 from air_interp.output import save_figure, styled
 
 Target = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -68,10 +68,12 @@ def open_cells(inputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.isin(inputs, replaced)
 
 
-def collect(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, states: Sequence[str] = STATES,
+def collect(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, states: Optional[Sequence[str]] = None,
             steps: Optional[Sequence[int]] = None, batch_size: int = 64, progress: bool = True,
             puzzle_identifiers: Optional[np.ndarray] = None) -> ProbeData:
-    """Run rollouts and keep, for each state and ACT step, the open cells' state vectors."""
+    """Run rollouts and keep, for each state (default: every state) and ACT step, the open cells'
+    state vectors."""
+    states = model_states(model) if states is None else check_states(model, states)
     inputs, labels = np.asarray(inputs), np.asarray(labels)
     mask = open_cells(inputs, labels)
     offsets = np.concatenate([[0], np.cumsum(mask.sum(-1))])
@@ -96,7 +98,7 @@ def collect(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, states: Se
         for rows, batch in stream(model, inputs, batch_size, "probe states", progress, puzzle_identifiers):
             current["rows"] = rows
             out = model(batch, return_type="all")
-            final[offsets[rows.start]:offsets[rows.stop]] = decode_state(model, out.z_H)[
+            final[offsets[rows.start]:offsets[rows.stop]] = decode_state(model, out.states[model.cfg.output_state])[
                 torch.as_tensor(mask[rows])].cpu().numpy()
     puzzle = np.repeat(np.arange(len(inputs)), mask.sum(-1))
     return ProbeData(sites, puzzle, labels[mask], final)

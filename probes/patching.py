@@ -24,7 +24,7 @@ from air_interp.errors import AirInterpError
 from air_interp.hooks import FwdHooks
 from air_interp.model import HookedAIR
 
-from .lens import STATES, decode_state, puzzle_batch, step_end_sites, stream
+from .lens import check_states, decode_state, model_states, puzzle_batch, step_end_sites, stream
 from air_interp.output import save_figure, styled
 
 
@@ -35,18 +35,20 @@ def next_puzzle(n: int) -> np.ndarray:
 
 def _final(model: HookedAIR, batch: dict[str, torch.Tensor], hooks: FwdHooks) -> torch.Tensor:
     with model.hooks(fwd_hooks=hooks):
-        return decode_state(model, model(batch, return_type="all").z_H)
+        return decode_state(model, model(batch, return_type="all").states[model.cfg.output_state])
 
 
 def patch(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, sources: Optional[np.ndarray] = None,
-          states: Sequence[str] = STATES, steps: Optional[Sequence[int]] = None, batch_size: int = 64,
+          states: Optional[Sequence[str]] = None, steps: Optional[Sequence[int]] = None, batch_size: int = 64,
           progress: bool = True, puzzle_identifiers: Optional[np.ndarray] = None) -> pd.DataFrame:
-    """One row per target puzzle x patched state x ACT step (``state="none"``: the unpatched run).
+    """One row per target puzzle x patched state (default: every state) x ACT step (``state="none"``:
+    the unpatched run).
 
     Columns: ``follows_source`` / ``follows_target`` (fraction of the cells where the two solutions
     differ on which the final z_H decode equals the source's / the target's solution),
     ``target_exact`` (the target is still solved), ``changed`` (cells that differ from the
     unpatched target's final decode)."""
+    states = model_states(model) if states is None else check_states(model, states)
     inputs, labels = np.asarray(inputs), np.asarray(labels)
     sources = next_puzzle(len(inputs)) if sources is None else np.asarray(sources)
     if sources.shape != (len(inputs),) or sources.min() < 0 or sources.max() >= len(inputs):

@@ -15,7 +15,8 @@ def test_every_preset_builds_and_runs_a_rollout(variant):
     out = model(batch, return_type="all")
     cfg = model.cfg
     assert out.logits.shape == (3, cfg.seq_len, cfg.vocab_size)
-    assert out.z_H.shape == (3, cfg.carry_len, cfg.d_model)
+    assert list(out.states) == list(cfg.states)
+    assert all(z.shape == (3, cfg.carry_len, cfg.d_model) for z in out.states.values())
     assert torch.isfinite(out.logits).all()
     assert cfg.variant == variant
 
@@ -36,7 +37,8 @@ def test_forward_equals_act_wrapper_in_eval_mode(model):
 
 def test_schedule_follows_cycles():
     cfg = tiny_config(H_cycles=3, L_cycles=1)
-    assert cfg.schedule == ("L", "H") * 3
+    assert cfg.kinds == ("L", "H") * 3
+    assert [str(update) for update in cfg.schedule[:2]] == ["z_L = f(z_L + (z_H + x))", "z_H = f(z_H + z_L)"]
     model = HookedAIR(cfg)
     assert model.hook_names(r"step\.0\.sub\.\d\.hook_z_H") == [f"step.0.sub.{k}.hook_z_H" for k in (1, 3, 5)]
     assert torch.isfinite(model(random_batch(model))).all()

@@ -73,7 +73,7 @@ def check_every_update(model: HookedAIR, order: Order) -> int:
         state = {"H": cache["hook_z_H_init"], "L": cache["hook_z_L_init"]}
         checked = 0
         for step in range(model.cfg.halt_max_steps):
-            for sub, kind in enumerate(model.cfg.schedule):
+            for sub, kind in enumerate(model.cfg.kinds):
                 other = "H" if kind == "L" else "L"
                 expected = order(model, kind, state[kind], state[other], x)
                 assert torch.equal(cache[f"step.{step}.sub.{sub}.hook_f_in"], expected), (step, sub, kind)

@@ -21,7 +21,7 @@ def test_states_and_sites_are_run_with_caches_tensors_stacked_by_update(traced):
     trace = model.trace(batch, sites=["layer.1.hook_resid_post"], batch_size=2)  # three chunks: 2 + 2 + 1
     for state, kind in (("z_L", "L"), ("z_H", "H")):
         index = trace.updates(state)
-        assert list(index["kind"]) == [kind] * len(index) == [kind] * (3 * model.cfg.schedule.count(kind))
+        assert list(index["kind"]) == [kind] * len(index) == [kind] * (3 * model.cfg.kinds.count(kind))
         expected = torch.stack([cache[f"step.{s}.sub.{k}.hook_{state}"] for s, k in zip(index["step"], index["sub"])])
         assert torch.equal(trace.states(state), expected)
         assert torch.equal(trace.decode(state), model.unembed(expected.flatten(0, 1)).argmax(-1)

@@ -33,10 +33,10 @@ DTYPES = ("float32", "bfloat16", "float16")
 # every update of the last cycle (TRM).
 GRADIENTS = ("last_L_and_H", "last_cycle")
 
-# TRM ("Less is More"): AIR's (1, 0) wiring, 3 cycles of 6 L-updates and one H-update, a
+# TRM ("Less is More"): AIR's (1, 0) wiring, 2 layers, 3 cycles of 6 L-updates and one H-update, a
 # 16-position prefix, the gradient through the whole last cycle, and halting when q_halt > 0.
-_TRM: dict[str, Any] = dict(n_L=1, n_H=0, H_cycles=3, L_cycles=6, puzzle_emb_rows=16, gradient="last_cycle",
-                            no_act_continue=True)
+_TRM: dict[str, Any] = dict(n_L=1, n_H=0, n_layers=2, H_cycles=3, L_cycles=6, puzzle_emb_rows=16,
+                            gradient="last_cycle", no_act_continue=True)
 # Named variants of the paper (and of the public code's module names) -> config fields.
 _NAMED_VARIANTS: dict[str, dict[str, Any]] = {
     "minus_x": dict(n_L=1, n_H=0, operator="minus"),

@@ -85,6 +85,8 @@ def freeze(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray],
     """
     frozen = frozen_states(model, state)
     setting = setting_name(frozen)
+    if set(frozen) == set(model_states(model)):
+        raise AirInterpError(f"freezing {setting} leaves no state to observe")
     task = get_task(model.cfg.task)
     traces = trace_states(model, inputs, freeze=frozen, batch_size=batch_size, progress=progress,
                           puzzle_identifiers=puzzle_identifiers)
@@ -111,8 +113,6 @@ def freeze(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray],
     if labels is not None:
         final = traces[model.cfg.output_state].tokens[:, -1]
         puzzles["exact"] = (final == np.asarray(labels)).all(-1)
-    if not rows:
-        raise AirInterpError(f"freezing {setting} leaves no state to observe")
     return pd.concat(rows, ignore_index=True), puzzles
 
 

@@ -69,8 +69,9 @@ RESUME = dict(steps=8, checkpoint_every=3, ema=0.9, model=dict(d_model=32, n_hea
                                                                 halt_exploration_prob=0.5))
 
 
-def test_interrupted_and_resumed_run_is_bit_identical(shift_data, tmp_path, monkeypatch):
-    cfg = tiny_recipe(shift_data, **RESUME)
+@pytest.mark.parametrize("variant", ["Lx_H", "trm_hier6"])  # TRM's recipe and seven states in the carry
+def test_interrupted_and_resumed_run_is_bit_identical(shift_data, tmp_path, monkeypatch, variant):
+    cfg = tiny_recipe(shift_data, variant=variant, **RESUME)
     train(cfg, tmp_path / "straight", progress=False)
 
     original = Trainer.train_step
@@ -90,7 +91,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(shift_data, tmp_path, monk
     assert_bit_identical(weights(tmp_path / "straight"), weights(tmp_path / "killed"))
     straight, resumed = (read_state(latest_checkpoint(tmp_path / r)) for r in ("straight", "killed"))
     assert_bit_identical(straight["model"], resumed["model"])
-    for key in ("z_H", "z_L", "steps", "halted"):
+    for key in (*load_model(tmp_path / "killed").cfg.states, "steps", "halted"):
         assert torch.equal(straight["ranks"][0]["carry"][key], resumed["ranks"][0]["carry"][key])
     assert [r["step"] for r in records(tmp_path / "killed", "train")] == [2, 4, 6, 8]
 
@@ -207,6 +208,19 @@ def test_init_from_refuses_another_architecture(shift_data, tmp_path):
                         model=dict(tiny_recipe(shift_data).model, n_layers=2))
     with pytest.raises(AirInterpError, match=r"--init-from .*its n_layers is 1, this run's is 2"):
         train(wider, tmp_path / "tuned", progress=False)
+
+
+def test_trm_trains_with_its_own_recipe(shift_data, tmp_path):
+    """``--preset trm``: TRM's halting (q_halt > 0) and gradient window (the last cycle) in the
+    model, and its EMA, unless the run says otherwise."""
+    train(tiny_recipe(shift_data, steps=1, variant="trm"), tmp_path / "trm", progress=False)
+    config = json.loads((tmp_path / "trm" / "config.json").read_text())
+    cfg = load_model(tmp_path / "trm").cfg
+    assert (cfg.variant, cfg.no_act_continue, cfg.gradient, config["train"]["ema"]) == ("trm", True, "last_cycle", 0.999)
+    train(tiny_recipe(shift_data, steps=1, variant="trm", no_act_continue=False, ema=0.0), tmp_path / "paper_rule",
+          progress=False)
+    assert load_model(tmp_path / "paper_rule").cfg.no_act_continue is False
+    assert json.loads((tmp_path / "paper_rule" / "config.json").read_text())["train"]["ema"] == 0.0
 
 
 @pytest.mark.parametrize("preset", PRESETS)

@@ -34,6 +34,7 @@ _HELP = {
     "global_batch_size": "examples per optimiser step over all processes",
     "lr_schedule": "after warm-up: constant (the paper) or cosine down to lr * lr_min_ratio",
     "no_act_continue": "TRM's halting: q_halt > 0, no Q-continue target (saves one segment per step); "
+                       "--no-no-act-continue: the paper's; default: the variant's (TRM's for trm*); "
                        "stored in the model, so evaluation uses it too",
     "ema": "EMA decay of the weights used for evaluation and checkpoints (e.g. 0.999; 0 = off)",
     "eval_interval": "epochs between evaluations (the paper: 2000)",

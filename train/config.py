@@ -32,6 +32,12 @@ SCALE_RECIPES: dict[str, dict[str, Any]] = {
                 puzzle_emb_lr=1e-3, puzzle_emb_weight_decay=0.1, eval_interval=50, augmentations=8),
 }
 SCALES = tuple(SCALE_MODELS)
+# Where a variant's own code trains it differently from the AIR paper (TrainConfig fields): TRM's
+# Sudoku recipe (its README and pydantic config) runs 50,000 epochs, evaluates every 5,000, and
+# evaluates and saves the EMA weights. A scale's recipe and the user's options still win.
+VARIANT_RECIPES: dict[str, dict[str, Any]] = {
+    "trm": dict(epochs=50000, eval_interval=5000, ema=0.999),
+}
 
 
 @dataclass
@@ -58,7 +64,7 @@ class TrainConfig:
     weight_decay: float = 1.0
     puzzle_emb_lr: float = 1e-4
     puzzle_emb_weight_decay: float = 1.0
-    no_act_continue: bool = False  # TRM: halt on q_halt > 0, no Q-continue target or loss
+    no_act_continue: bool | None = None  # None: the variant's rule (TRM: halt on q_halt > 0, no Q-continue target)
     ema: float = 0.0  # EMA decay of the weights used for evaluation and checkpoints; 0 = off
     # Evaluation, checkpoints, logging
     eval_interval: int = 2000  # in epochs, as the paper counts
@@ -83,10 +89,12 @@ class TrainConfig:
 
     @classmethod
     def for_scale(cls, scale: str, **overrides: Any) -> TrainConfig:
-        """The recipe of ``scale`` with ``overrides`` on top (model overrides are merged)."""
+        """The variant's recipe (:data:`VARIANT_RECIPES`), then ``scale``'s, then ``overrides`` on top
+        (model overrides are merged)."""
         if scale not in SCALES:
             raise AirInterpError(f"unknown scale {scale!r}; use one of {', '.join(SCALES)}")
-        fields = dict(SCALE_RECIPES[scale], scale=scale)
+        family = str(overrides.get("variant", "")).split("_")[0]
+        fields = dict(VARIANT_RECIPES.get(family, {}), **SCALE_RECIPES[scale], scale=scale)
         model = dict(overrides.pop("model", None) or {})
         fields.update(overrides)
         return cls.from_dict(dict(fields, model=model))
@@ -172,13 +180,14 @@ class TrainConfig:
 
         A model override of ``d_model`` without ``puzzle_emb_ndim`` keeps the paper's convention
         puzzle_emb_ndim = d_model (one puzzle-embedding position). The halting rule
-        (``no_act_continue``) becomes part of the model, so evaluation uses the rule it was
-        trained with. Every dataset here has one puzzle identifier, as in the public Sudoku and
+        (``no_act_continue``, unset: the variant's) becomes part of the model, so evaluation uses
+        the rule it was trained with. Every dataset here has one puzzle identifier, as in the public Sudoku and
         maze data.
         """
         fields = self.model_sizes()
         fields.setdefault("forward_dtype", self.forward_dtype(device_type))
-        fields["no_act_continue"] = self.no_act_continue
+        if self.no_act_continue is not None:
+            fields["no_act_continue"] = self.no_act_continue
         fields.setdefault("num_puzzle_identifiers", 1)
         return AIRConfig.preset(self.variant, task=task, **fields)
 

@@ -2,10 +2,11 @@
 
 For each named model: the decoded z_H / z_L grids (Figures 2-5), the freeze curves and table
 (Figures 6-7), the attention contrasts, their table and an example heatmap (Figures 8-13), and
-beyond the paper the linear probes and activation patching; then the paper's qualitative claims
-checked on these models (``claims.md``). With a trained sweep (``air-interp sweep``): the
-injection-ablation, level-token and specialisation tables of its published runs. ``manifest.json`` records, for every file, the checkpoint it came from (path
-and SHA-256) and the settings.
+beyond the paper the linear probes, activation patching, the halting gate and commitment; then
+the paper's qualitative claims checked on these models (``claims.md``). With a trained sweep
+(``air-interp sweep``): the injection-ablation, level-token and specialisation tables of its
+published runs. ``manifest.json`` records, for every file, the checkpoint it came from (path and
+SHA-256) and the settings.
 
 The folder is written as a whole: everything goes into a fresh folder beside it, which replaces
 the old one only when complete, so the manifest always describes exactly the files beside it.
@@ -20,6 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import pandas as pd
 
 from air_interp.checkpoints import checkpoint_file, load_model
@@ -31,10 +33,12 @@ from air_interp.model import HookedAIR
 
 from .attention import attention_contrasts, plot_contrasts, plot_example, summarize
 from .claims import check_claims
-from .decode import decode, plot_decode, summary
+from .commitment import commitment, commitment_summary, plot_commitment
+from .decode import DecodeResult, decode, plot_decode, summary
 from .emergence import CACHE as EMERGENCE_CACHE
 from .emergence import emergence, plot_emergence
 from .freeze import freeze_table, plot_freeze, run_freeze
+from .halting import halting, halting_rule, halting_summary, plot_halting, reliability
 from .linear import collect, linear_probes, plot_linear_probes
 from air_interp.output import write_table
 from .patching import patch, patch_summary, plot_patching
@@ -63,8 +67,8 @@ def check_figures_target(out: Path, overwrite: bool = False) -> Path:
 
 def model_figures(name: str, model: HookedAIR, out: Path, puzzles: int, progress: bool
                   ) -> tuple[list[Path], dict[str, pd.DataFrame]]:
-    """Decode, freeze and attention outputs of one model, named ``<name>_*``, and the tables the
-    claims are judged from."""
+    """Decode, freeze and attention outputs of one model, then those beyond the paper (on the same
+    puzzles), named ``<name>_*``, and the tables the claims are judged from."""
     split = load_dataset(default_dataset(model.cfg.task)).split("test")
     inputs, labels = split.inputs[:puzzles], split.labels[:puzzles]
     last = model.cfg.halt_max_steps - 1
@@ -82,10 +86,13 @@ def model_figures(name: str, model: HookedAIR, out: Path, puzzles: int, progress
                             title=f"{name}: L-update vs H-update, {len(inputs)} test puzzles")
     files += plot_example(model, inputs, labels, puzzle=0, layer=model.cfg.n_layers - 1,
                           path=out / f"{name}_attention_example")
-    return files + beyond_figures(name, model, inputs, labels, out, progress), tables
+    files += beyond_figures(name, model, inputs, labels, out, progress)
+    files += halting_figures(name, model, inputs, labels, out, progress)
+    return files + commitment_figures(name, decoded, out), tables
 
 
-def beyond_figures(name: str, model, inputs, labels, out: Path, progress: bool) -> list[Path]:
+def beyond_figures(name: str, model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, out: Path,
+                   progress: bool) -> list[Path]:
     """Linear probes and activation patching (not in the paper), named ``<name>_*``."""
     probes = linear_probes(collect(model, inputs, labels, progress=progress))
     files = write_table(probes, out / f"{name}_linear_probes", TABLE_FORMATS)
@@ -94,6 +101,24 @@ def beyond_figures(name: str, model, inputs, labels, out: Path, progress: bool) 
     files += write_table(patched, out / f"{name}_patching", TABLE_FORMATS)
     files += plot_patching(patched, out / f"{name}_patching", title=f"{name}: patching a state from another puzzle")
     return files
+
+
+def halting_figures(name: str, model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, out: Path,
+                    progress: bool) -> list[Path]:
+    """The halting gate (not in the paper): ``<name>_halting`` (figure), its summary and reliability curve."""
+    table = halting(model, inputs, labels, progress=progress)
+    files = write_table(halting_summary(table), out / f"{name}_halting_summary", TABLE_FORMATS)
+    files += write_table(reliability(table), out / f"{name}_halting_reliability", TABLE_FORMATS)
+    title = f"{name}: the halting gate ({halting_rule(model)})"
+    return files + plot_halting(table, out / f"{name}_halting", title=title)
+
+
+def commitment_figures(name: str, decoded: DecodeResult, out: Path) -> list[Path]:
+    """When each cell commits (not in the paper), from the decode grids already computed (no rollout
+    of its own): ``<name>_commitment`` (figure) and its summary."""
+    table = commitment(decoded)
+    files = write_table(commitment_summary(table), out / f"{name}_commitment_summary", TABLE_FORMATS)
+    return files + plot_commitment(decoded, table, out / f"{name}_commitment", title=f"{name}: when each cell commits")
 
 
 def claims_tables(out: Path, tables: dict[str, dict[str, pd.DataFrame]], tasks: dict[str, str],

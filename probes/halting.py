@@ -32,6 +32,11 @@ from .lens import decode_state, step_end_sites, stream
 OUTCOMES = ("early", "on time", "late", "never right")  # halting against the step the answer settles at
 
 
+def halting_rule(model: HookedAIR) -> str:
+    """The model's halting rule (``HookedAIR.halts``) as it is printed and drawn."""
+    return "q_halt > 0" if model.cfg.no_act_continue else "q_halt > q_continue"
+
+
 def halting(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, batch_size: int = 64, progress: bool = True,
             puzzle_identifiers: Optional[np.ndarray] = None) -> pd.DataFrame:
     """One row per puzzle x ACT step: the ``q_halt`` and ``q_continue`` logits, ``p_halt`` =

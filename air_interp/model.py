@@ -431,7 +431,7 @@ class HookedAIR(HookedRootModule):
     # ---- persistence ------------------------------------------------------------------------
     def save(self, path: str) -> None:
         """Write weights and config to one safetensors file (atomic)."""
-        from .checkpoints import save_model
+        from .checkpoints.ours import save_model
 
         save_model(self, path)
 

@@ -36,13 +36,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from air_interp.checkpoints import RUN_EMERGENCE, init_checkpoint, load_model, run_checkpoints
+from air_interp.checkpoints import load_model
 from air_interp.data import load_dataset
 from air_interp.data.dataset import dataset_digest
 from air_interp.errors import AirInterpError
 from air_interp.io import atomic_path, sha256
 from air_interp.model import HookedAIR
 from air_interp.output import save_figure, styled
+from air_interp.runs import CHECKPOINTS, CONFIG_FILE, EMERGENCE_FILE, init_checkpoint, run_checkpoints
 from air_interp.tasks import get_task
 
 from .attention import attention_contrasts, metric_columns
@@ -53,7 +54,7 @@ from .lens import STATES
 if TYPE_CHECKING:
     from matplotlib.typing import ColorType
 
-CACHE = RUN_EMERGENCE
+CACHE = EMERGENCE_FILE
 EARLY_STEPS = 2  # ACT steps 0 and 1: where the paper shows z_L holding cells undecided
 KEY = ["train_step", "sha256", "data", "data_sha256", "puzzles", "forward_dtype"]
 COLUMNS = ["metric", "state", "setting", "act_step", "layer", "value"]
@@ -68,7 +69,7 @@ def is_cache(path: Path) -> bool:
     real = Path(path).resolve()
     if real.name != CACHE:
         return False
-    if (real.parent / "config.json").is_file() or (real.parent / "checkpoints").is_dir():
+    if (real.parent / CONFIG_FILE).is_file() or (real.parent / CHECKPOINTS).is_dir():
         return True
     try:
         with real.open() as handle:
@@ -171,7 +172,7 @@ def checkpoint_metrics(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray,
 
 def run_dataset(run: Path) -> Path:
     """The dataset a training run was trained on (from its ``config.json``)."""
-    config = run / "config.json"
+    config = run / CONFIG_FILE
     try:
         return Path(json.loads(config.read_text())["train"]["data"])
     except (OSError, KeyError, json.JSONDecodeError) as err:

@@ -22,6 +22,7 @@ from air_interp.data import load_dataset
 from air_interp.defaults import default_dataset
 from air_interp.errors import AirInterpError
 from air_interp.evaluate import evaluate
+from air_interp.runs import LATEST, MODEL_FILE
 
 from .emergence import run_emergence
 
@@ -41,8 +42,8 @@ def find_checkpoints(directory: Path) -> list[Path]:
     """Every model under ``directory``: the ``latest`` checkpoint of each training run, plus loose
     ``.safetensors`` files that are not inside a run's ``checkpoints/`` history."""
     directory = Path(directory)
-    runs = [p.parent for p in directory.rglob("latest")]
-    found = [run / "latest" / "model.safetensors" for run in runs]
+    runs = [p.parent for p in directory.rglob(LATEST)]
+    found = [run / LATEST / MODEL_FILE for run in runs]
     found += [p for p in directory.rglob("*.safetensors")
               if not any(run in p.parents for run in runs)]
     if not found:

@@ -117,7 +117,7 @@ def test_outputs_beside_the_inputs_are_allowed(workspace):
     (["--data", "other"], "--data (stored '"),
     (["--seed", "3"], "--seed (stored 0, given 3)"),
     (["--dtype", "bfloat16"], "--dtype (stored 'float32', given 'bfloat16')"),
-    (["--no-act-continue"], "--no-act-continue (stored False, given True)"),
+    (["--no-act-continue"], "--no-act-continue (stored None, given True)"),  # None: the variant's rule
     (["--expansion", "2"], "expansion (stored 4.0, given 2.0)"),  # not stored: the paper's default
     (["--d-model", "64"], "cannot change d_model (stored 32, given 64)"),
     (["--preset", "hrm"], "--preset (stored Lx_H, given hrm)"),

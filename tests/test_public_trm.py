@@ -1,6 +1,6 @@
 """Checkpoints written by the public TRM code (tests/data/public_trm, from ../shared/fixtures):
-TRM, its maze shape and the TRM repository's HRM load and roll out as that code did; the models that
-are not a configuration here yet say so in one line."""
+TRM, its MLP-mixer, one-state and seven-state models, its maze shape and the TRM repository's HRM
+load and roll out as that code did, and export back to its format."""
 from pathlib import Path
 
 import numpy as np
@@ -13,23 +13,22 @@ from conftest import NUMERICS, STEP1_TOLERANCE
 pytestmark = pytest.mark.numerics
 
 TRM_FIXTURES = Path(__file__).parent / "data" / "public_trm"
-SUPPORTED = {"trm": ("trm", "sudoku", 16), "trm_maze30": ("trm", "maze", 16), "trm_repo_hrm": ("hrm", "sudoku", 1)}
-UNSUPPORTED = {"trm_mlp_t": "MLP-over-tokens variant is not supported yet",
-               "trm_singlez": r"trm_singlez \(one state\) is not supported yet",
-               "trm_hier6": r"trm_hier6 \(seven states\) is not supported yet"}
-OUTPUTS = ("z_H", "z_L", "logits", "q_halt_logits")
+SUPPORTED = {"trm": ("trm", "sudoku", 16), "trm_maze30": ("trm", "maze", 16), "trm_repo_hrm": ("hrm", "sudoku", 1),
+             "trm_mlp_t": ("trm_mlp_t", "sudoku", 16), "trm_singlez": ("trm_singlez", "sudoku", 16),
+             "trm_hier6": ("trm_hier6", "sudoku", 16)}
 
 
 def rollouts(folder: str, expected) -> tuple[dict, dict]:
-    """(after ACT step 1: the ACT wrapper, after step 16: the hooked rollout) on the fixture's batch."""
+    """(after ACT step 1: the ACT wrapper, after step 16: the hooked rollout) on the fixture's batch:
+    every state of the model, the logits and the q-halt logits."""
     model = load_model(TRM_FIXTURES / folder / "step_1").eval()
     batch = {"inputs": torch.from_numpy(expected["inputs"]),
              "puzzle_identifiers": torch.from_numpy(expected["puzzle_identifiers"])}
     with torch.no_grad():
         carry, outputs = model.act_step(model.initial_carry(batch), batch)
         full = model(batch, return_type="all")
-    first = {"z_H": carry.z_H, "z_L": carry.z_L, "logits": outputs["logits"], "q_halt_logits": outputs["q_halt_logits"]}
-    return first, {key: getattr(full, key) for key in OUTPUTS}
+    first = {**carry.states, "logits": outputs["logits"], "q_halt_logits": outputs["q_halt_logits"]}
+    return first, {**full.states, "logits": full.logits, "q_halt_logits": full.q_halt_logits}
 
 
 @pytest.mark.parametrize("folder", sorted(SUPPORTED))
@@ -39,7 +38,7 @@ def test_public_trm_checkpoint_loads_as_its_preset(folder):
     assert (cfg.variant, cfg.task.rstrip("0123456789"), cfg.prefix_len, cfg.forward_dtype) == (variant, task, prefix,
                                                                                              "float32")
     if variant == "trm":
-        assert (cfg.H_cycles, cfg.schedule.count("L"), cfg.no_act_continue) == (3, 3 * cfg.L_cycles, True)
+        assert (cfg.H_cycles, cfg.kinds.count("L"), cfg.no_act_continue) == (3, 3 * cfg.L_cycles, True)
 
 
 @pytest.mark.parametrize("folder", sorted(SUPPORTED))
@@ -49,7 +48,8 @@ def test_public_trm_rollout_matches_the_public_code(folder):
     for path in sorted((TRM_FIXTURES / folder / "expected").glob("*.npz")):
         expected = np.load(path)
         first, last = rollouts(folder, expected)
-        for key in OUTPUTS:
+        assert {f"{key}_step1" for key in first} == {key for key in expected.files if key.endswith("_step1")}
+        for key in first:
             theirs = torch.from_numpy(expected[f"{key}_step1"])
             if path.stem == NUMERICS:
                 assert torch.equal(first[key], theirs), (key, 1)
@@ -67,9 +67,3 @@ def test_public_trm_checkpoint_round_trips_through_export(tmp_path, folder):
     assert exported.keys() == original.keys()
     assert all(torch.equal(exported[key], tensor) for key, tensor in original.items())
     assert load_model(tmp_path / "step_2").cfg == model.cfg
-
-
-@pytest.mark.parametrize("folder", sorted(UNSUPPORTED))
-def test_trm_models_not_supported_yet_say_so_in_one_line(folder):
-    with pytest.raises(AirInterpError, match=UNSUPPORTED[folder]):
-        load_model(TRM_FIXTURES / folder / "step_1")

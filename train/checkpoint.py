@@ -1,6 +1,6 @@
 """Run directories and checkpoints you can trust.
 
-Layout of ``--out``::
+Layout of ``--out`` (:mod:`air_interp.runs`, the one place it is known)::
 
     config.json                 the resolved training and model config
     metrics.jsonl               one JSON object per log line / evaluation
@@ -15,7 +15,6 @@ therefore leaves ``latest`` on a complete checkpoint and loses only the steps af
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import warnings
 from collections.abc import Callable
@@ -24,19 +23,12 @@ from typing import Any
 
 import torch
 
-from air_interp.checkpoints import RUN_CHECKPOINTS as CHECKPOINTS
-from air_interp.checkpoints import RUN_LATEST as LATEST
-from air_interp.checkpoints import RUN_MODEL_FILE as MODEL_FILE
 from air_interp.errors import AirInterpError
 from air_interp.io import atomic_path
+from air_interp.runs import CHECKPOINTS, LATEST, MODEL_FILE, step_dir_name, step_of
 
 STATE_FILE = "train_state.pt"
 STATE_FORMAT = "air-interp-train-state"
-_STEP_DIR = re.compile(r"step_(\d+)")
-
-
-def step_dir_name(step: int) -> str:
-    return f"step_{step:08d}"
 
 
 def write_checkpoint(run_dir: Path, step: int, write_model: Callable[[Path], None],
@@ -82,13 +74,10 @@ def prune(run_dir: Path, keep: int, keep_models_every: int | None = None) -> Non
     if not folder.is_dir():
         return
     latest = latest_checkpoint(run_dir)
-    steps = sorted((p for p in folder.iterdir() if _STEP_DIR.fullmatch(p.name)), key=lambda p: p.name)
-    for old in steps[:-keep]:
+    steps = sorted((step, p) for p in folder.iterdir() if (step := step_of(p.name)) is not None)
+    for step, old in steps[:-keep]:
         if old == latest:
             continue
-        match = _STEP_DIR.fullmatch(old.name)
-        assert match is not None  # steps holds only names that match
-        step = int(match.group(1))
         if keep_models_every and step % keep_models_every == 0:
             (old / STATE_FILE).unlink(missing_ok=True)
         else:

@@ -34,7 +34,7 @@ _HELP = {
     "global_batch_size": "examples per optimiser step over all processes",
     "lr_schedule": "after warm-up: constant (the paper) or cosine down to lr * lr_min_ratio",
     "no_act_continue": "TRM's halting: q_halt > 0, no Q-continue target (saves one segment per step); "
-                       "--no-no-act-continue: the paper's; default: the variant's (TRM's for trm*); "
+                       "--act-continue: the paper's; default: the variant's (TRM's for trm*); "
                        "stored in the model, so evaluation uses it too",
     "ema": "EMA decay of the weights used for evaluation and checkpoints (e.g. 0.999; 0 = off)",
     "eval_interval": "epochs between evaluations (the paper: 2000)",
@@ -64,7 +64,11 @@ def _add_field(group: argparse._ArgumentGroup, name: str, hint: Any, default: An
     kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
     help_text = _HELP.get(name, f"(default: {default})")
     flags = [_option(name), *_ALIASES.get(name, ())]
-    if kind is bool and type(None) in typing.get_args(hint):  # unset means "decide": --x / --no-x
+    if kind is bool and type(None) in typing.get_args(hint) and name.startswith("no_"):  # --no-x / --x
+        group.add_argument(*flags, dest=name, action="store_true", default=argparse.SUPPRESS, help=help_text)
+        group.add_argument(_option(name[3:]), dest=name, action="store_false", default=argparse.SUPPRESS,
+                           help=f"the opposite of {flags[0]}")
+    elif kind is bool and type(None) in typing.get_args(hint):  # unset means "decide": --x / --no-x
         group.add_argument(*flags, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
     elif kind is bool:
         group.add_argument(*flags, action="store_true", default=argparse.SUPPRESS, help=help_text)

@@ -31,6 +31,7 @@ from air_interp.evaluate import evaluate, make_batch
 from air_interp.hardware import set_threads
 from air_interp.io import atomic_path, check_writable_location, sha256
 from air_interp.model import ACTCarry, HookedAIR
+from air_interp.runs import CONFIG_FILE, is_run, run_config
 
 from .compiled import compiled_act_step
 from .checkpoint import latest_checkpoint, read_state, write_checkpoint
@@ -40,7 +41,6 @@ from .loss import PER_EXAMPLE_METRICS, act_loss
 from .observe import MetricsLog
 from .optim import EMA, build_optimizers, lr_at
 
-CONFIG_FILE = "config.json"
 # What the weights mean: an --init-from checkpoint must agree on these (dtype, halting and
 # exploration may differ).
 ARCHITECTURE_FIELDS = ("task", "vocab_size", "seq_len", "arch", "n_L", "n_H", "operator", "level_token", "d_model",
@@ -80,17 +80,19 @@ def setup_distributed(device: str) -> Distributed:
 
 
 def _carry_state(carry: ACTCarry | None) -> dict[str, Any] | None:
+    """The carry as a training state file holds it: each state by name (z_H, z_L, ...), steps, halted, data."""
     if carry is None:
         return None
-    state = {name: getattr(carry, name).cpu() for name in ("z_H", "z_L", "steps", "halted")}
-    return dict(state, data={k: v.cpu() for k, v in carry.data.items()})
+    tensors = {name: value.cpu() for name, value in (*carry.states.items(), ("steps", carry.steps),
+                                                     ("halted", carry.halted))}
+    return dict(tensors, data={k: v.cpu() for k, v in carry.data.items()})
 
 
-def _carry_from_state(state: dict[str, Any] | None, device: torch.device) -> ACTCarry | None:
+def _carry_from_state(state: dict[str, Any] | None, states: tuple[str, ...], device: torch.device) -> ACTCarry | None:
     if state is None:
         return None
-    tensors = {name: state[name].to(device) for name in ("z_H", "z_L", "steps", "halted")}
-    return ACTCarry(**tensors, data={k: v.to(device) for k, v in state["data"].items()})
+    return ACTCarry({name: state[name].to(device) for name in states}, state["steps"].to(device),
+                    state["halted"].to(device), {k: v.to(device) for k, v in state["data"].items()})
 
 
 class Trainer:
@@ -139,7 +141,7 @@ class Trainer:
         check_writable_location(self.run_dir / CONFIG_FILE)
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise AirInterpError(f"{self.run_dir} is a file; --out takes a run folder")
-        if self.run_dir.is_dir() and any(self.run_dir.iterdir()) and not _is_run_config(self.run_dir / CONFIG_FILE):
+        if self.run_dir.is_dir() and any(self.run_dir.iterdir()) and not is_run(self.run_dir):
             raise AirInterpError(f"{self.run_dir} is not empty and holds no training run of ours; choose another --out")
         latest = latest_checkpoint(self.run_dir)
         if resume and latest is None:
@@ -161,10 +163,7 @@ class Trainer:
 
     def _recorded_init(self) -> str | None:
         """The SHA-256 of the --init-from weights that a resumed run recorded when it started."""
-        try:
-            return json.loads((self.run_dir / CONFIG_FILE).read_text()).get("init_from_sha256")
-        except (OSError, json.JSONDecodeError):
-            return None
+        return run_config(self.run_dir).get("init_from_sha256")
 
     def _initialise_from(self, path: Path) -> None:
         """Copy the weights of another checkpoint (or run) into this run's fresh model."""
@@ -346,7 +345,7 @@ class Trainer:
             torch.manual_seed(self.cfg.seed + self.dist.rank + self.step)
             return
         mine = state["ranks"][self.dist.rank]
-        self.carry = _carry_from_state(mine["carry"], self.dist.device)
+        self.carry = _carry_from_state(mine["carry"], self.model.cfg.states, self.dist.device)
         torch.set_rng_state(mine["torch_rng"])
         if mine["cuda_rng"] is not None and self.dist.device.type == "cuda":
             torch.cuda.set_rng_state(mine["cuda_rng"], self.dist.device)
@@ -366,14 +365,6 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
         return trainer.run(stop_at=stop_at)
     finally:
         trainer.close()
-
-
-def _is_run_config(path: Path) -> bool:
-    """``path`` is the config.json a run of ours writes."""
-    try:
-        return "train" in json.loads(path.read_text())
-    except (OSError, ValueError, TypeError):
-        return False
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:

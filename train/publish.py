@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from air_interp.checkpoints import RUN_CHECKPOINTS, RUN_EMERGENCE, init_checkpoint, load_model, save_model
+from air_interp.checkpoints import load_model, save_model
 from air_interp.data import load_dataset
 from air_interp.arguments import Parser, positive_int
 from air_interp.defaults import REPO
@@ -31,6 +31,7 @@ from air_interp.errors import AirInterpError
 from air_interp.evaluate import evaluate
 from air_interp.hardware import machine_record
 from air_interp.io import atomic_path, check_file_target
+from air_interp.runs import CHECKPOINTS, CONFIG_FILE, EMERGENCE_FILE, init_checkpoint
 
 from .checkpoint import latest_checkpoint
 
@@ -64,7 +65,7 @@ def training_seconds(records: Sequence[dict[str, Any]]) -> float:
 
 def training_summary(run: Path, step: int) -> dict[str, Any]:
     """What a reader of a model card asks first: how deep, trained on what, how long."""
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((run / CONFIG_FILE).read_text())
     summary: dict[str, Any] = {
         "n_layers": config["model"]["n_layers"], "d_model": config["model"]["d_model"],
         "data": config["train"]["data"], "steps": step, "dtype": config["model"]["forward_dtype"],
@@ -73,7 +74,7 @@ def training_summary(run: Path, step: int) -> dict[str, Any]:
     source = config["train"].get("init_from")
     parent: dict[str, Any] = {}
     start = init_checkpoint(run)
-    if start is not None and start.parent.parent.name == RUN_CHECKPOINTS:  # a checkpoint of one of our runs
+    if start is not None and start.parent.parent.name == CHECKPOINTS:  # a checkpoint of one of our runs
         parent = training_summary(start.parent.parent.parent, int(start.parent.name.removeprefix("step_")))
     elif start is not None and start.with_suffix(".json").is_file():  # a published model with its card
         parent = json.loads(start.with_suffix(".json").read_text()).get("training", {})
@@ -87,7 +88,7 @@ def training_summary(run: Path, step: int) -> dict[str, Any]:
 def model_card(run: Path, name: str, sample: int = SAMPLE, dtype: str = "float32") -> dict[str, Any]:
     """The card of the run's latest checkpoint: the run's own evaluation of it on the whole test
     split and a fresh one, in forward dtype ``dtype``, on the first ``sample`` test puzzles."""
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((run / CONFIG_FILE).read_text())
     step = latest_step(run)
     evaluations = [h for h in history(run, step) if h["kind"] == "eval"]
     if not evaluations or evaluations[-1]["step"] != step:
@@ -111,8 +112,8 @@ def model_card(run: Path, name: str, sample: int = SAMPLE, dtype: str = "float32
 def published_files(out: Path, name: str) -> dict[str, Path]:
     """The files a publication of ``name`` into ``out`` writes."""
     return {"model": out / f"{name}.safetensors", "card": out / f"{name}.json",
-            "config": out / "logs" / name / "config.json", "log": out / "logs" / name / "metrics.jsonl",
-            "emergence": out / "logs" / name / RUN_EMERGENCE}
+            "config": out / "logs" / name / CONFIG_FILE, "log": out / "logs" / name / "metrics.jsonl",
+            "emergence": out / "logs" / name / EMERGENCE_FILE}
 
 
 def publish(run: Path, name: str, out: Path, sample: int = SAMPLE, overwrite: bool = False,
@@ -121,19 +122,19 @@ def publish(run: Path, name: str, out: Path, sample: int = SAMPLE, overwrite: bo
     folder ``out``; returns the card."""
     run = Path(run)
     files = {kind: check_file_target(path, overwrite) for kind, path in published_files(Path(out), name).items()}
-    if not (run / "config.json").is_file():
-        raise AirInterpError(f"{run}: not a training run directory (no config.json)")
+    if not (run / CONFIG_FILE).is_file():
+        raise AirInterpError(f"{run}: not a training run directory (no {CONFIG_FILE})")
     card = model_card(run, name, sample, dtype)
     save_model(load_model(run, dtype=dtype), files["model"])
     with atomic_path(files["config"]) as tmp:
-        shutil.copyfile(run / "config.json", tmp)
+        shutil.copyfile(run / CONFIG_FILE, tmp)
     with atomic_path(files["log"]) as tmp:
         tmp.write_text("".join(json.dumps(record) + "\n" for record in history(run, card["step"])))
     with atomic_path(files["card"]) as tmp:
         tmp.write_text(json.dumps(card, indent=1) + "\n")
-    if (run / RUN_EMERGENCE).is_file():
+    if (run / EMERGENCE_FILE).is_file():
         with atomic_path(files["emergence"]) as tmp:
-            shutil.copyfile(run / RUN_EMERGENCE, tmp)
+            shutil.copyfile(run / EMERGENCE_FILE, tmp)
     return card
 
 

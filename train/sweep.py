@@ -29,6 +29,7 @@ from typing import Sequence
 from air_interp.arguments import non_negative_int, positive_int
 from air_interp.config import INJECTION_PRESETS, LEVEL_TOKEN_PRESETS, variant_fields
 from air_interp.errors import AirInterpError
+from air_interp.runs import CONFIG_FILE
 
 
 PRESET_GROUPS = {"injection": INJECTION_PRESETS, "level-token": LEVEL_TOKEN_PRESETS}
@@ -60,7 +61,7 @@ class SweepRun:
             raise AirInterpError(f"{log} is a folder; a sweep writes its run's log there, choose another --out")
         with log.open("rb") as handle:
             first = handle.readline()
-        legacy = (self.directory / "config.json").is_file() or self.card.is_file()
+        legacy = (self.directory / CONFIG_FILE).is_file() or self.card.is_file()
         if first and not first.startswith(LOG_HEADER.encode()) and not legacy:
             raise AirInterpError(f"{log} exists and is not a log of this sweep (its first line is not "
                                  f"'{LOG_HEADER}...' and {self.directory} holds no training run of ours); refusing "
@@ -86,7 +87,7 @@ class SweepRun:
         checkpoint = latest_checkpoint(self.directory) if self.directory.is_dir() else None
         if checkpoint is None:
             return "new"
-        total = json.loads((self.directory / "config.json").read_text())["total_steps"]
+        total = json.loads((self.directory / CONFIG_FILE).read_text())["total_steps"]
         return "finished" if int(checkpoint.name.removeprefix("step_")) >= total else "started"
 
     @property

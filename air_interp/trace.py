@@ -9,7 +9,7 @@ in batches, keeps each state (and each requested site) at every update it occurs
 
 Memory is the puzzles times what is kept. ``keep="states"`` keeps full tensors (on the CPU, in
 the forward dtype); ``keep="decode"`` keeps only each state's logit-lens decode, one byte per
-cell, so a 1,000-puzzle rollout at the paper's size (96 state updates, 81 cells) takes 7.8 MB
+cell, so a 1,000-puzzle rollout at the paper's size (96 state updates, 81 cells) takes 7.9 MB
 instead of about 16 GB.
 
 No NaN is passed off as a result: every streamed rollout (this trace, and the probes' stream in

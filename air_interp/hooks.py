@@ -42,6 +42,12 @@ class Site:
         parts = [("step", self.step), ("sub", self.sub), ("layer", self.layer)]
         return ".".join([f"{part}.{index}" for part, index in parts if index is not None] + [point])
 
+    def global_sub_step(self, sub_steps: int) -> int:
+        """``sub_steps * step + sub``: the sub-step's index in the whole rollout."""
+        if self.step is None or self.sub is None:
+            raise ValueError(f"{self} is not a sub-step")
+        return sub_steps * self.step + self.sub
+
 
 class SiteHookPoint(HookPoint):
     """A HookPoint that knows its site and, for state hooks, the previous value of the state.

@@ -50,7 +50,7 @@ class StateTrace:
 
 def update_sites(model: HookedAIR, state: str) -> list[tuple[int, str]]:
     """(global sub-step index, hook name) of every update of ``state`` in a rollout, in order."""
-    return [(site.step * model.cfg.sub_steps + site.sub, site.name(f"hook_{state}"))
+    return [(site.global_sub_step(model.cfg.sub_steps), site.name(f"hook_{state}"))
             for site in state_sites(model, state)]
 
 
@@ -107,11 +107,12 @@ def trace_states(model: HookedAIR, inputs: np.ndarray, states: Optional[Sequence
     """
     states = model_states(model) if states is None else check_states(model, states)
     hold = [(name, _hold_previous) for frozen in check_states(model, freeze) for _, name in update_sites(model, frozen)]
-    batch = {"inputs": np.asarray(inputs), "puzzle_identifiers": puzzle_identifiers}
-    if puzzle_identifiers is None:
-        batch.pop("puzzle_identifiers")
-    elif np.shape(puzzle_identifiers) != (len(inputs),):
-        raise AirInterpError(f"puzzle_identifiers must have shape ({len(inputs)},), got {np.shape(puzzle_identifiers)}")
+    batch: dict[str, np.ndarray] = {"inputs": np.asarray(inputs)}
+    if puzzle_identifiers is not None:
+        if np.shape(puzzle_identifiers) != (len(inputs),):
+            raise AirInterpError(f"puzzle_identifiers must have shape ({len(inputs)},), got "
+                                 f"{np.shape(puzzle_identifiers)}")
+        batch["puzzle_identifiers"] = np.asarray(puzzle_identifiers)
     cache = model.trace(batch, states, keep="decode", batch_size=batch_size, progress=progress, fwd_hooks=hold)
     traces = {}
     for state in states:

@@ -43,9 +43,6 @@ _NAMED_VARIANTS: dict[str, dict[str, Any]] = {
     "gx_linear": dict(n_L=1, n_H=0, operator="linear"),
     "gx_nonlinear": dict(n_L=1, n_H=0, operator="nonlinear"),
     "hadamard": dict(n_L=1, n_H=0, operator="hadamard"),
-    "L2x_H2x_token_addition": dict(n_L=2, n_H=2, level_token="addition"),
-    "L2x_H2x_token_prepend": dict(n_L=2, n_H=2, level_token="prepend_strip"),
-    "L2x_H2x_token_prepend_persist": dict(n_L=2, n_H=2, level_token="prepend_persist"),
     "hrm": dict(arch="hrm", n_L=1, n_H=0),
     "trm": _TRM,
     # TRM's MLP-over-positions variant (its best Sudoku model): no attention, no position encoding.
@@ -66,13 +63,20 @@ _ALIASES = {
 }
 _OPERATOR_NAMES = {"minus": "minus_x", "linear": "gx_linear", "nonlinear": "gx_nonlinear", "hadamard": "hadamard"}
 _LEVEL_TOKEN_NAMES = {"addition": "addition", "prepend_strip": "prepend", "prepend_persist": "prepend_persist"}
+_LEVEL_TOKEN_MODES = {name: mode for mode, name in _LEVEL_TOKEN_NAMES.items()}
 # The eight injection variants of the paper's ablation table.
 INJECTION_PRESETS = ("L_Hx", "Lx_H", "L_H2x", "L2x_H", "Lx_H2x", "L2x_Hx", "Lx_Hx", "L2x_H2x")
 # The level-token control table: its (2, 2) base and the three token modes on top of it.
 LEVEL_TOKEN_PRESETS = ("L2x_H2x", "L2x_H2x_token_addition", "L2x_H2x_token_prepend", "L2x_H2x_token_prepend_persist")
-PRESETS = INJECTION_PRESETS + tuple(_NAMED_VARIANTS)
+# Beyond the paper, three states (z_L, z_M, z_H; docs/model.md): asymmetric injections (2, 1, 0), the
+# symmetric control (1, 1, 1), and that control with one prepend-strip token per state.
+THREE_STATE_PRESETS = ("L2x_Mx_H", "Lx_Mx_Hx", "Lx_Mx_Hx_token_prepend")
+PRESETS = INJECTION_PRESETS + LEVEL_TOKEN_PRESETS[1:] + tuple(_NAMED_VARIANTS) + THREE_STATE_PRESETS
 
-_COUNT_NAME = re.compile(r"L(\d*x)?_H(\d*x)?")
+# A three-state model runs its middle level M_cycles times per H-cycle: z_L is updated 4 times per ACT
+# step, z_M twice and z_H once, in 7 sub-steps (AIR's two-state models take 6).
+_THREE_STATE_CYCLES = dict(H_cycles=1, M_cycles=2, L_cycles=2)
+_COUNT_NAME = re.compile(r"L(\d*x)?(_M(\d*x)?)?_H(\d*x)?(?:_token_(addition|prepend_persist|prepend))?")
 
 
 def _count(token: str | None) -> int:
@@ -93,10 +97,15 @@ def variant_fields(name: str) -> dict[str, Any]:
         return dict(_NAMED_VARIANTS[name])
     match = _COUNT_NAME.fullmatch(name)
     if match is None:
-        raise AirInterpError(
-            f"unknown variant {name!r}; use one of {', '.join(PRESETS)} or any 'L<n>x_H<m>x' name"
-        )
-    return dict(n_L=_count(match.group(1)), n_H=_count(match.group(2)))
+        raise AirInterpError(f"unknown variant {name!r}; use one of {', '.join(PRESETS)} or any "
+                             "'L<n>x_H<m>x' or 'L<n>x_M<k>x_H<m>x' name (optionally '_token_<mode>')")
+    middle, token = match.group(2), match.group(5)
+    fields: dict[str, Any] = dict(n_L=_count(match.group(1)), n_H=_count(match.group(4)))
+    if middle:
+        fields.update(_THREE_STATE_CYCLES, n_M=_count(match.group(3)))
+    if token:
+        fields.update(level_token=_LEVEL_TOKEN_MODES[token])
+    return fields
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,7 @@ class Update:
     It writes ``writes = f(hidden + injection)`` where ``hidden`` is the sum, left to right, of the
     ``hidden`` states plus ``x_hidden`` copies of the input embedding ``x`` (and the level token
     under ``level_token="addition"``), and ``injection`` the sum of the ``injection`` states plus
-    ``x_injection`` copies of ``x``. ``kind`` ('L' or 'H') picks HRM's stack, the level token and,
+    ``x_injection`` copies of ``x``. ``kind`` ('L', 'M' or 'H') picks HRM's stack, the level token and,
     for 'L', the operator form (which replaces ``injection``; docs/model.md). The order of every
     sum is the public code's: fp32 addition is not associative and 16 ACT steps amplify a last bit.
     """
@@ -134,12 +143,13 @@ def injection_split(kind: str, n_x: int) -> tuple[int, int]:
 
     This follows the public modules exactly: one x joins the *other* state in an L-update,
     ``z_L + (z_H + x)``, but the state *itself* in an H-update, ``(z_H + x) + z_L``; two or more
-    join both, ``(z_self + (n-1) x) + (z_other + x)``.
+    join both, ``(z_self + (n-1) x) + (z_other + x)``. A three-state model's M-update (no public
+    code) follows the L-update.
     """
     if n_x == 0:
         return 0, 0
     if n_x == 1:
-        return (0, 1) if kind == "L" else (1, 0)
+        return (1, 0) if kind == "H" else (0, 1)
     return n_x - 1, 1
 
 
@@ -163,6 +173,10 @@ class AIRConfig:
     arch: Arch = _field("air", Allowed(str, choices=ARCHS))
     n_L: int = _field(1, _COUNT)
     n_H: int = _field(0, _COUNT)
+    # A middle state z_M (three-state models, beyond the paper): 0 is none; k runs k M-updates per
+    # H-cycle, each after L_cycles L-updates, with n_M copies of x.
+    M_cycles: int = _field(0, _COUNT)
+    n_M: int = _field(0, _COUNT)
     operator: Operator = _field("add", Allowed(str, choices=OPERATORS))
     level_token: LevelToken = _field("none", Allowed(str, choices=LEVEL_TOKENS))
     # States: z_H and ``L_states`` L-states (one: z_L; more: z_L1.. z_L<n>, TRM's hier6), or z_L
@@ -264,12 +278,20 @@ class AIRConfig:
 
     @property
     def sub_steps(self) -> int:
-        return self.H_cycles * (self.L_cycles + 1)
+        return self.H_cycles * self._cycle_length
+
+    @property
+    def _cycle_length(self) -> int:
+        """Sub-steps of one H-cycle."""
+        return (self.M_cycles or 1) * (self.L_cycles + 1) + int(self.M_cycles > 0)
 
     @property
     def states(self) -> tuple[str, ...]:
-        """The model's states: ``('z_H', 'z_L')``; TRM's hier6 ``('z_H', 'z_L1', ..., 'z_L6')``; singlez ``('z_L',)``."""
-        return self._L_states if self.single_state else ("z_H", *self._L_states)
+        """The model's states: ``('z_H', 'z_L')``; TRM's hier6 ``('z_H', 'z_L1', ..., 'z_L6')``; singlez
+        ``('z_L',)``; a three-state model ``('z_H', 'z_M', 'z_L')``."""
+        if self.single_state:
+            return self._L_states
+        return ("z_H", "z_M", "z_L") if self.M_cycles else ("z_H", *self._L_states)
 
     @property
     def _L_states(self) -> tuple[str, ...]:
@@ -283,10 +305,16 @@ class AIRConfig:
     @property
     def schedule(self) -> tuple[Update, ...]:
         """The updates of one ACT segment, in order: ``H_cycles`` cycles of ``L_cycles`` L-updates
-        and one H-update (``str(update)`` is its formula). ``kinds`` lists their kinds."""
+        and one H-update (three states: ``M_cycles`` times ``L_cycles`` L-updates and an M-update,
+        then the H-update); ``str(update)`` is an update's formula, ``kinds`` lists their kinds."""
         L_states = self._L_states
         if self.single_state:
             cycle = [Update("L", "z_L", ("z_L",), x_hidden=1)] * self.L_cycles + [Update("H", "z_L", ("z_L",))]
+        elif self.M_cycles:
+            low = [Update("L", "z_L", ("z_L",), ("z_M", "z_H"), *injection_split("L", self.n_L))] * self.L_cycles
+            middle = Update("M", "z_M", ("z_M",), ("z_L", "z_H"), *injection_split("M", self.n_M))
+            cycle = (low + [middle]) * self.M_cycles
+            cycle.append(Update("H", "z_H", ("z_H",), ("z_M", "z_L"), *injection_split("H", self.n_H)))
         else:
             l_split, h_split = injection_split("L", self.n_L), injection_split("H", self.n_H)
             cycle = [Update("L", L_states[i % len(L_states)], L_states, ("z_H",), *l_split) for i in range(self.L_cycles)]
@@ -306,8 +334,11 @@ class AIRConfig:
     @property
     def first_with_gradient(self) -> int:
         """The first sub-step of a segment that keeps a gradient (training, and ``forward``
-        without ``full_grad``): the last L- and H-update (AIR, HRM) or the whole last cycle (TRM)."""
-        return self.sub_steps - (self.L_cycles + 1 if self.gradient == "last_cycle" else 2)
+        without ``full_grad``): the last update of each kind (AIR's last L- and H-update, and a
+        three-state model's last M-update between them) or the whole last H-cycle (TRM)."""
+        if self.gradient == "last_cycle":
+            return self.sub_steps - self._cycle_length
+        return self.sub_steps - len(set(self.kinds))
 
     def layers_of(self, kind: str) -> int:
         """Depth of the stack used by an update of ``kind`` ('L' or 'H')."""
@@ -322,10 +353,11 @@ class AIRConfig:
             return "hrm"
         if self.operator != "add":
             return _OPERATOR_NAMES[self.operator]
-        if self.gradient == "last_cycle" and (self.n_L, self.n_H, self.level_token) == (1, 0, "none"):
+        if self.gradient == "last_cycle" and (self.n_L, self.n_H, self.level_token, self.M_cycles) == (1, 0, "none", 0):
             name = "trm"
         else:
-            name = f"L{_count_token(self.n_L)}_H{_count_token(self.n_H)}"
+            middle = f"_M{_count_token(self.n_M)}" if self.M_cycles else ""
+            name = f"L{_count_token(self.n_L)}{middle}_H{_count_token(self.n_H)}"
             if self.level_token != "none":
                 name += f"_token_{_LEVEL_TOKEN_NAMES[self.level_token]}"
         return name + "_mlp_t" * (self.mixer == "mlp_t") + "_singlez" * self.single_state + (
@@ -350,6 +382,9 @@ class AIRConfig:
             (not (self.single_state and self.L_states > 1), "a one-state model (single_state) has no L_states"),
             ((self.L_states == 1 and not self.single_state) or (self.arch, self.operator, self.level_token) ==
              ("air", "add", "none"), "TRM's one- and many-state models have one stack, no operator and no level token"),
+            (not self.M_cycles or (self.arch, self.operator, self.L_states, self.single_state) == ("air", "add", 1, False),
+             "a three-state model (M_cycles > 0) has one shared stack, the add operator and the states z_L, z_M, z_H"),
+            (self.M_cycles or not self.n_M, f"n_M ({self.n_M}) injects x into a middle state: set M_cycles too"),
             (self.mixer == "attention" or self.level_token != "prepend_strip",
              "mlp_t mixes a fixed number of positions: it does not combine with the prepend_strip level token"),
         ]

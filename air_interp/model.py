@@ -101,6 +101,8 @@ class HookedAIR(HookedRootModule):
         if cfg.level_token != "none":
             self.level_token_L = nn.Parameter(torch.zeros(d))
             self.level_token_H = nn.Parameter(torch.zeros(d))
+            if "M" in cfg.kinds:
+                self.level_token_M = nn.Parameter(torch.zeros(d))
         self._rotary = Rotary(cfg.head_dim, cfg.rope_theta) if cfg.pos_encodings == "rope" else None
 
         self.hook_embed = SiteHookPoint(Site())

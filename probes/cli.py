@@ -336,21 +336,28 @@ def _freeze(run: Run) -> Report:
 
     Run normal rollouts and rollouts with the --state states frozen at their reset values; count, per
     update of every other state, token changes, mask flips and content changes; report final exact
-    accuracy from the output state (z_H). Several checkpoints (seeds) give mean/std/sem over runs."""
-    from .freeze import freeze_table, plot_freeze, run_freeze
+    accuracy from the output state (z_H). Several checkpoints (seeds) give mean/std/sem over runs.
+    --state each freezes every state in turn and adds the freeze matrix (frozen x observed state:
+    content changes over the normal rollout's, and the accuracy left)."""
+    from .freeze import freeze_matrix, freeze_table, plot_freeze, plot_freeze_matrix, run_freeze
 
     spelled = run.args.state or [run.model.cfg.output_state.replace("_", "")]
-    frozen = [] if spelled == ["none"] else state_names(spelled)
+    each = spelled == ["each"]
+    frozen = [] if spelled == ["none"] or each else state_names(spelled)
     state = "+".join(spelled)
-    settings = ["none"] if not frozen else ["none", frozen]
+    settings = None if each else ["none"] if not frozen else ["none", frozen]
     updates, puzzles = run_freeze(run.models, run.inputs, run.labels, settings, count_from=run.args.count_from,
                                   **run.rollout)
     table = freeze_table(puzzles)
     shown = [c for c in table if c.endswith(("content_changes_mean", "content_changes_sem", "exact_mean"))]
     title = f"{'+'.join(path.stem for path, _ in run.loaded)}, {len(run.inputs)} puzzles"
-    return Report([table[["freeze", *shown]]], [
-        _table(table, "freeze_table"), _table(updates, "freeze_updates", CSV),
-        lambda out: plot_freeze(updates, out / f"freeze_{state}", title=title)])
+    outputs = [_table(table, "freeze_table"), _table(updates, "freeze_updates", CSV),
+               lambda out: plot_freeze(updates, out / f"freeze_{state}", title=title)]
+    if not each:
+        return Report([table[["freeze", *shown]]], outputs)
+    matrix = freeze_matrix(puzzles)
+    return Report([table[["freeze", *shown]], matrix], outputs + [
+        _table(matrix, "freeze_matrix"), lambda out: plot_freeze_matrix(matrix, out / "freeze_matrix", title=title)])
 
 
 def _check_bootstrap(args: argparse.Namespace) -> None:
@@ -600,8 +607,9 @@ COMMANDS: tuple[Command, ...] = (
           option("--steps", default="0,1,last", help="ACT steps to print and draw (default 0,1,last)")),
     probe("freeze", _freeze,
           option("--state", action="append", metavar="STATE",
-                 help="state to freeze: zH, zL, none, or any state of the model (zL3 in trm_hier6); repeat it or "
-                      "separate by commas to freeze several at once (default zH: the output state)"),
+                  help="state to freeze: zH, zL, none, or any state of the model (zL3 in trm_hier6); repeat it or "
+                      "separate by commas to freeze several at once (default zH: the output state); 'each' "
+                      "freezes every state in turn and writes the freeze matrix"),
           option("--count-from", default="published", choices=("published", "reset", "first_update"),
                  help="where each state's counted sequence starts: published (z_L from its first update, z_H from "
                       "reset, as the public scripts and the paper), reset (both from reset) or first_update (both "

@@ -21,11 +21,10 @@ import pandas as pd
 from air_interp.output import save_figure, styled
 
 from .decode import DecodeResult
-from .lens import STATES
 from .linear import open_cells
 from .render import draw_blocks
 
-STATE_COLOURS = {"z_H": "#c62828", "z_L": "#1565c0"}
+STATE_COLOURS = {"z_H": "#c62828", "z_L": "#1565c0", "z_M": "#2e7d32"}
 
 
 def commitment(result: DecodeResult) -> pd.DataFrame:
@@ -35,8 +34,8 @@ def commitment(result: DecodeResult) -> pd.DataFrame:
     grids, width = result.grids, len(result.schedule)  # grids: (puzzles, sub-steps, states, cells)
     puzzles, _, states, cells = grids.shape
     parts = []
-    for s, state in enumerate(STATES):
-        first = result.schedule.index(state[-1])  # the state's first update
+    for s, state in enumerate(result.states):
+        first = result.first_update(state)
         changed = grids[:, first + 1:, s] != grids[:, first:-1, s]
         after = np.arange(1, changed.shape[1] + 1)[None, :, None]  # a change at j makes sub-step first + j + 1 final
         commit = first + (changed * after).max(1, initial=0)
@@ -73,22 +72,26 @@ def plot_commitment(result: DecodeResult, table: pd.DataFrame, path: Path, title
     """Top: the mean commit sub-step of every cell, a board per state, on the task's grid. Bottom:
     the distributions per state of the commit sub-step and of the flips (open cells when known)."""
     task, total, width = result.task, result.grids.shape[1], len(result.schedule)
-    fig, axes = plt.subplots(2, len(STATES), figsize=(9.0, 7.4), height_ratios=[1.15, 1], layout="constrained")
+    states = result.states
+    fig, axes = plt.subplots(2, max(len(states), 2), figsize=(4.5 * max(len(states), 2), 7.4), height_ratios=[1.15, 1],
+                             layout="constrained", squeeze=False)
     means = table.groupby(["state", "cell"])["commit"].mean()
-    for ax, state in zip(axes[0], STATES):
+    for ax, state in zip(axes[0], states):
         image = ax.imshow(means[state].to_numpy().reshape(task.side, task.side), cmap="viridis", vmin=0,
                           vmax=max(means.max(), 1), interpolation="nearest")
         draw_blocks(ax, task)
         ax.set_title(f"{state}: mean commit sub-step per cell")
     fig.colorbar(image, ax=axes[0], label=f"global sub-step ({width} × ACT step + sub-step)", shrink=0.9)
     shown = table[table["open"]] if "open" in table else table
-    commit_ax, flips_ax = axes[1]
-    for state in STATES:
-        cells = shown[shown["state"] == state]
+    commit_ax, flips_ax = axes[1][:2]
+    for extra in [*axes[0][len(states):], *axes[1][2:]]:
+        extra.axis("off")
+    for state in states:
+        cells, colour = shown[shown["state"] == state], STATE_COLOURS.get(state)
         commit_ax.hist(cells["commit"], bins=np.arange(total + 1) - 0.5, histtype="step", density=True,
-                       color=STATE_COLOURS[state], label=state)
+                       color=colour, label=state)
         flips_ax.hist(cells["flips"], bins=np.arange(cells["flips"].max() + 2) - 0.5, histtype="step",
-                      density=True, color=STATE_COLOURS[state], label=state)
+                      density=True, color=colour, label=state)
     for boundary in range(width, total, width):
         commit_ax.axvline(boundary - 0.5, color="#9e9e9e", linewidth=0.5)
     commit_ax.set_xlabel("commit sub-step (grey lines: ACT step boundaries)")

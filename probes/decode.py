@@ -40,6 +40,11 @@ class DecodeResult:
     inputs: np.ndarray
     labels: Optional[np.ndarray]
     states: tuple[str, ...] = STATES
+    writes: tuple[str, ...] = ()  # the state each sub-step writes (default: z_<kind>, as in AIR)
+
+    def first_update(self, state: str) -> int:
+        """The sub-step of an ACT step at which ``state`` is first written."""
+        return (self.writes or tuple(f"z_{kind}" for kind in self.schedule)).index(state)
 
 
 def per_sub_step(trace: StateTrace, total: int) -> np.ndarray:
@@ -61,7 +66,8 @@ def decode(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray] = 
     initial = np.stack([traces[s].tokens[:, 0] for s in states], axis=1)
     task = get_task(cfg.task)
     table = decode_table(grids, initial, task, cfg.kinds, labels, states)
-    return DecodeResult(table, grids, task, cfg.kinds, np.asarray(inputs), labels, states)
+    return DecodeResult(table, grids, task, cfg.kinds, np.asarray(inputs), labels, states,
+                        tuple(update.writes for update in cfg.schedule))
 
 
 def decode_table(grids: np.ndarray, initial: np.ndarray, task: Task, schedule: Sequence[str],

@@ -6,14 +6,14 @@ through the probes themselves (so each number equals what that probe reports for
 checkpoint), giving one tidy row per metric:
 
 * ``exact`` (z_H, per ACT step): exact accuracy of the z_H decode at the end of the ACT step;
-* ``undecided_cells`` (z_L, z_H, per ACT step): cells the state decodes as undecided (Sudoku
+* ``undecided_cells`` (every state, per ACT step): cells the state decodes as undecided (Sudoku
   BLANK, maze PAD), the most at any sub-step of the ACT step, mean over puzzles;
   ``undecided_open`` the same as a fraction of the open cells (input differs from the label);
   ``early_undecided_cells``: the most at any sub-step of ACT steps 0-1, the paper's picture;
-* ``content_changes`` / ``mask_flips`` (observed state, ``setting`` normal or the other state
+* ``content_changes`` / ``mask_flips`` (observed state, ``setting`` normal or another state
   frozen): the freeze probe's totals per puzzle, mean over puzzles; ``exact_final`` its accuracy;
-* the attention contrasts (``d_nbr``, ``d_ent``, ``d_viol`` or the maze's), per layer and query
-  class (``setting``), mean over query rows.
+* the attention contrasts (``d_nbr``, ``d_ent``, ``d_viol`` or the maze's) of the first L- against
+  the first H-update, per layer and query class (``setting``), mean over query rows.
 
 A run fine-tuned from other weights (``train --init-from``) starts its curve at step 0 with those
 weights, measured on the run's own data, when they are at hand.
@@ -49,7 +49,7 @@ from air_interp.tasks import get_task
 from .attention import attention_contrasts, metric_columns
 from .decode import decode
 from .freeze import run_freeze
-from .lens import STATES
+from .lens import model_states
 
 if TYPE_CHECKING:
     from matplotlib.typing import ColorType
@@ -113,39 +113,40 @@ def decode_metrics(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, bat
                    progress: bool = True) -> list[dict]:
     """Exact accuracy after each ACT step and undecided cells per ACT step, from the decode probe."""
     cfg, task = model.cfg, get_task(model.cfg.task)
-    grids = decode(model, inputs, labels, batch_size, progress).grids  # (puzzles, sub-steps, state, cells)
-    per_step = grids.reshape(len(grids), cfg.halt_max_steps, cfg.sub_steps, len(STATES), -1)
+    result = decode(model, inputs, labels, batch_size, progress)
+    grids, states = result.grids, result.states  # grids: (puzzles, sub-steps, state, cells)
+    per_step = grids.reshape(len(grids), cfg.halt_max_steps, cfg.sub_steps, len(states), -1)
     undecided = task.undecided_mask(per_step)
     open_cells = np.asarray(inputs) != np.asarray(labels)
     cells = undecided.sum(-1).max(2)  # (puzzles, ACT steps, state): the most at any sub-step
     open_share = (undecided & open_cells[:, None, None, None]).sum(-1).max(2) / np.maximum(
         open_cells.sum(-1), 1)[:, None, None]
     rows = []
-    z_H = STATES.index("z_H")
+    output = states.index(cfg.output_state)
     for step in range(cfg.halt_max_steps):
-        exact = (per_step[:, step, -1, z_H] == np.asarray(labels)).all(-1).mean()
-        rows.append(_row("exact", exact, "z_H", act_step=step))
-        for s, state in enumerate(STATES):
+        exact = (per_step[:, step, -1, output] == np.asarray(labels)).all(-1).mean()
+        rows.append(_row("exact", exact, cfg.output_state, act_step=step))
+        for s, state in enumerate(states):
             rows.append(_row("undecided_cells", cells[:, step, s].mean(), state, act_step=step))
             rows.append(_row("undecided_open", open_share[:, step, s].mean(), state, act_step=step))
-    for s, state in enumerate(STATES):
+    for s, state in enumerate(states):
         rows.append(_row("early_undecided_cells", cells[:, :EARLY_STEPS, s].max(1).mean(), state))
     return rows
 
 
 def freeze_metrics(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, batch_size: int = 64,
                    progress: bool = True) -> list[dict]:
-    """The freeze probe's totals (published counting start), normal and with either state frozen."""
+    """The freeze probe's totals (published counting start), normal and with each state frozen."""
     _, per_puzzle = run_freeze([model], inputs, labels, batch_size=batch_size, progress=progress)
     rows = []
     for freeze, group in per_puzzle.groupby("freeze", sort=False):
         setting = "normal" if freeze == "none" else f"{freeze} frozen"
-        for state in STATES:
+        for state in model_states(model):
             if state == freeze:
                 continue
             for count in ("content_changes", "mask_flips"):
                 rows.append(_row(count, group[f"{state}_{count}"].mean(), state, setting))
-        rows.append(_row("exact_final", group["exact"].mean(), "z_H", setting))
+        rows.append(_row("exact_final", group["exact"].mean(), model.cfg.output_state, setting))
     return rows
 
 

@@ -127,6 +127,57 @@ def freeze_table(puzzles: pd.DataFrame) -> pd.DataFrame:
     return stats.reset_index()
 
 
+def freeze_matrix(puzzles: pd.DataFrame, count: str = "content_changes") -> pd.DataFrame:
+    """What freezing each state does to the others: one row per run, frozen setting and observed
+    state, with ``ratio`` = the observed state's mean ``count`` with the setting frozen over its mean
+    in the normal rollout (1: unaffected, 0: it stops changing too), and the setting's final
+    ``exact`` accuracy beside the normal rollout's (``exact_normal``): a state whose freeze leaves
+    the accuracy intact is redundant. Needs the ``"none"`` setting among ``puzzles``'."""
+    if "none" not in set(puzzles["freeze"]):
+        raise AirInterpError("the freeze matrix compares with the normal rollout: run the 'none' setting too")
+    puzzles = puzzles if "run" in puzzles else puzzles.assign(run=0)
+    observed = [column.removesuffix(f"_{count}") for column in puzzles if column.endswith(f"_{count}")]
+    rows = []
+    for run, per_run in puzzles.groupby("run", sort=False):
+        normal = per_run[per_run["freeze"] == "none"]
+        for setting, group in per_run[per_run["freeze"] != "none"].groupby("freeze", sort=False):
+            for state in observed:
+                values = group[f"{state}_{count}"]
+                if values.isna().all():  # a frozen state is not observed
+                    continue
+                baseline = normal[f"{state}_{count}"].mean()
+                rows.append({"run": run, "freeze": setting, "observed": state, "count": count,
+                             "frozen_mean": values.mean(), "normal_mean": baseline,
+                             "ratio": values.mean() / baseline if baseline else np.nan,
+                             "exact": group["exact"].mean() if "exact" in group else np.nan,
+                             "exact_normal": normal["exact"].mean() if "exact" in normal else np.nan})
+    return pd.DataFrame(rows)
+
+
+@styled
+def plot_freeze_matrix(matrix: pd.DataFrame, path: Path, title: str = "") -> list[Path]:
+    """The freeze matrix as a grid: frozen state (rows) x observed state (columns), each cell the
+    content-change ratio (mean over runs; ± their std with several runs), and the final exact
+    accuracy of each frozen setting beside the normal rollout's."""
+    mean = matrix.groupby(["freeze", "observed"], sort=False)["ratio"].mean().unstack()
+    spread = matrix.groupby(["freeze", "observed"], sort=False)["ratio"].std().unstack()
+    exact = matrix.groupby("freeze", sort=False)[["exact", "exact_normal"]].mean()
+    fig, ax = plt.subplots(figsize=(1.6 * len(mean.columns) + 3.2, 1.0 * len(mean) + 1.6), layout="constrained")
+    image = ax.imshow(mean.to_numpy(dtype=float), cmap="RdBu", vmin=0, vmax=2, aspect="auto")
+    for i, setting in enumerate(mean.index):
+        for j, observed in enumerate(mean.columns):
+            value, std = mean.loc[setting, observed], spread.loc[setting, observed]
+            text = "frozen" if np.isnan(value) else f"{value:.2f}" + (f"\n± {std:.2f}" if std == std else "")
+            ax.text(j, i, text, ha="center", va="center", fontsize=9)
+    ax.set_xticks(range(len(mean.columns)), [f"{state} observed" for state in mean.columns])
+    ax.set_yticks(range(len(mean)), [f"{setting} frozen\nexact {exact.loc[setting, 'exact']:.2f}"
+                                     for setting in mean.index])
+    fig.colorbar(image, ax=ax, label="content changes: frozen / normal rollout")
+    normal = exact["exact_normal"].mean()
+    fig.suptitle(f"{title}\nnormal rollout exact {normal:.2f}" if title else f"normal rollout exact {normal:.2f}")
+    return save_figure(fig, path)
+
+
 def series(updates: pd.DataFrame, count: str = "content_changes") -> pd.DataFrame:
     """Per freeze setting, observed state and global sub-step: mean, std, sem over puzzles."""
     grouped = updates.groupby(["freeze", "observed", "index"], sort=False)[count]

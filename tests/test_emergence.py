@@ -18,7 +18,7 @@ from conftest import sudoku_test_puzzles, tiny_model
 PUZZLES = 5
 
 
-def fake_run(path, seeds):
+def fake_run(path, seeds, variant="Lx_H"):
     """A run directory as the trainer writes it: config.json naming the data, one model per checkpoint."""
     (path / "checkpoints").mkdir(parents=True, exist_ok=True)
     (path / "config.json").write_text(json.dumps({"train": {"data": str(DEFAULT_DATASETS["sudoku"])}}))
@@ -26,7 +26,7 @@ def fake_run(path, seeds):
         folder = path / "checkpoints" / f"step_{step:08d}"
         if not folder.exists():  # a checkpoint, once written, is never rewritten
             folder.mkdir()
-            tiny_model(seed=seed).save(folder / "model.safetensors")
+            tiny_model(variant, seed=seed).save(folder / "model.safetensors")
     return path
 
 
@@ -57,6 +57,17 @@ def test_last_checkpoint_metrics_equal_the_probes_run_directly(tmp_path):
     for _, row in summary.iterrows():
         assert value(last, row["metric"], setting=row["cls"], layer=row["layer"]) == pytest.approx(row["mean"], abs=1e-12)
     assert set(table["train_step"]) == {10, 20}
+
+
+def test_a_three_state_run_is_followed_state_by_state(tmp_path):
+    table = emergence([fake_run(tmp_path / "run", {10: 3}, variant="L2x_Mx_H")], puzzles=PUZZLES, progress=False)
+    model = tiny_model("L2x_Mx_H", seed=3)
+    inputs, labels = sudoku_test_puzzles(PUZZLES)
+    _, per_puzzle = run_freeze([model], inputs, labels, progress=False)
+    frozen_M = per_puzzle[per_puzzle["freeze"] == "z_M"]
+    for state in ("z_L", "z_H"):
+        assert value(table, "content_changes", state=state, setting="z_M frozen") == frozen_M[f"{state}_content_changes"].mean()
+    assert set(table.loc[table["metric"] == "early_undecided_cells", "state"]) == {"z_H", "z_M", "z_L"}
 
 
 def test_measured_checkpoints_are_not_measured_again(tmp_path, monkeypatch):

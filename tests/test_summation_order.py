@@ -7,6 +7,8 @@ from the states and ``x`` the hooks saw, in the published order (../shared/SPEC.
 joins the *other* state in an L-update, the state *itself* in an H-update, two join both), and
 asks for the same bits, on any machine. The same check with the order a careless reading of the
 formulas gives, ``(z_self + z_other) + n x``, must fail: that is shown here, not by editing the model.
+A three-state model (no public code) sums as its schedule documents: the other states, in order,
+take the place of z_other, and its M-update places x as an L-update does.
 """
 from typing import Callable
 
@@ -19,6 +21,14 @@ from conftest import random_batch, tiny_model
 pytestmark = pytest.mark.numerics
 
 Order = Callable[[HookedAIR, str, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# The states an update reads beside its own, summed left to right (docs/model.md).
+OTHERS = {False: {"L": ["z_H"], "H": ["z_L"]}, True: {"L": ["z_M", "z_H"], "M": ["z_L", "z_H"], "H": ["z_M", "z_L"]}}
+
+
+def injections(model: HookedAIR, kind: str) -> int:
+    return {"L": model.cfg.n_L, "M": model.cfg.n_M, "H": model.cfg.n_H}[kind]
 
 
 def injected(model: HookedAIR, x: torch.Tensor) -> torch.Tensor:
@@ -36,11 +46,11 @@ def published_order(model: HookedAIR, kind: str, z_self: torch.Tensor, z_other: 
         return z_self + (z_other + z_self) * x
     if kind == "L" and cfg.operator in ("linear", "nonlinear"):
         return z_self + (z_other + injected(model, x))
-    n_x = cfg.n_L if kind == "L" else cfg.n_H
+    n_x = injections(model, kind)
     hidden = z_self + x if n_x == 2 or (n_x == 1 and kind == "H") else z_self
     if cfg.level_token == "addition":
         hidden = hidden + getattr(model, f"level_token_{kind}")
-    injection = z_other + x if n_x == 2 or (n_x == 1 and kind == "L") else z_other
+    injection = z_other + x if n_x == 2 or (n_x == 1 and kind != "H") else z_other
     return hidden + injection
 
 
@@ -55,7 +65,7 @@ def naive_order(model: HookedAIR, kind: str, z_self: torch.Tensor, z_other: torc
     if kind == "L" and cfg.operator in ("linear", "nonlinear"):
         return (z_self + z_other) + injected(model, x)
     total = z_self + z_other
-    for _ in range(cfg.n_L if kind == "L" else cfg.n_H):
+    for _ in range(injections(model, kind)):
         total = total + x
     if cfg.level_token == "addition":
         total = total + getattr(model, f"level_token_{kind}")
@@ -70,8 +80,8 @@ def L_states(model: HookedAIR) -> list[str]:
 def written(model: HookedAIR, sub: int, kind: str) -> str:
     """The state sub-step ``sub`` writes, as the public loops index it: hier6's i-th L-update of a
     cycle writes z_L<i>; a one-state model writes z_L at both kinds."""
-    if kind == "H":
-        return "z_L" if model.cfg.single_state else "z_H"
+    if kind != "L":
+        return "z_L" if model.cfg.single_state else f"z_{kind}"
     names = L_states(model)
     return names[(sub % (model.cfg.L_cycles + 1)) % len(names)]
 
@@ -104,8 +114,8 @@ def check_every_update(model: HookedAIR, order: Order) -> int:
                     lows = total(states, L_states(model))
                     expected = lows + (states["z_H"] + x) if kind == "L" else states["z_H"] + lows
                 else:
-                    other = "z_H" if kind == "L" else "z_L"
-                    expected = order(model, kind, states[f"z_{kind}"], states[other], x)
+                    others = total(states, OTHERS[cfg.M_cycles > 0][kind])
+                    expected = order(model, kind, states[f"z_{kind}"], others, x)
                 assert torch.equal(cache[f"step.{step}.sub.{sub}.hook_f_in"], expected), (step, sub, kind)
                 state = written(model, sub, kind)
                 states[state] = cache[f"step.{step}.sub.{sub}.hook_{state}"]

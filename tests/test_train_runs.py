@@ -69,7 +69,7 @@ RESUME = dict(steps=8, checkpoint_every=3, ema=0.9, model=dict(d_model=32, n_hea
                                                                 halt_exploration_prob=0.5))
 
 
-@pytest.mark.parametrize("variant", ["Lx_H", "trm_hier6"])  # TRM's recipe and seven states in the carry
+@pytest.mark.parametrize("variant", ["Lx_H", "trm_hier6", "L2x_Mx_H"])  # TRM's recipe, seven and three states
 def test_interrupted_and_resumed_run_is_bit_identical(shift_data, tmp_path, monkeypatch, variant):
     cfg = tiny_recipe(shift_data, variant=variant, **RESUME)
     train(cfg, tmp_path / "straight", progress=False)

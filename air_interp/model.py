@@ -17,7 +17,7 @@ import math
 import re
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Optional, Sequence, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union, cast
 
 import numpy as np
 import torch
@@ -358,15 +358,16 @@ class HookedAIR(HookedRootModule):
     # ---- hooks conveniences -----------------------------------------------------------------
     def trace(self, batch: Batch, states: Optional[Sequence[str]] = None, sites: Sequence[str] = (),
               keep: str = "states", batch_size: int = 64, progress: bool = False,
-              fwd_hooks: Sequence[tuple[Any, Any]] = ()) -> "Trace":
+              fwd_hooks: Sequence[tuple[Any, Any]] = (), at: Optional[Callable[[str, Site], bool]] = None) -> "Trace":
         """Every state (and each relative ``site``) at every update, stacked: :func:`air_interp.trace.trace`.
 
         ``cache = model.trace(batch)``; ``cache.states("z_L")`` is ``(updates, batch, positions, d)``,
         ``cache.decode("z_H", step=3)`` the logit lens of ACT step 3's H-updates, ``cache.updates("z_L")``
-        which step and sub-step each row is. ``keep="decode"`` keeps only the decodes (1 byte a cell)."""
+        which step and sub-step each row is. ``keep="decode"`` keeps only the decodes (1 byte a cell);
+        ``at(name, site)`` keeps only the sub-steps it accepts (``site``: a :class:`Site`)."""
         from .trace import trace
 
-        return trace(self, batch, states, sites, keep, batch_size, progress, fwd_hooks)
+        return trace(self, batch, states, sites, keep, batch_size, progress, fwd_hooks, at)
 
     def hook_names(self, pattern: str = ".*") -> list[str]:
         """Names of the hook points that fully match the regular expression ``pattern``."""

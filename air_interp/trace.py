@@ -19,7 +19,7 @@ the first ACT step and sub-step whose state or its logits are not finite.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -154,12 +154,32 @@ def _index(sites: Sequence[Site]) -> pd.DataFrame:
                          "state": [s.state for s in sites]})
 
 
+# Which sub-steps of a traced name (a state, or a relative site) to keep: (name, site) -> bool.
+SiteFilter = Callable[[str, Site], bool]
+# What to keep of a traced site's value (a state is kept whole, or decoded): (name, value) -> tensor.
+Reduction = Callable[[str, torch.Tensor], torch.Tensor]
+
+
 def trace(model: "HookedAIR", batch: "Batch", states: Optional[Sequence[str]] = None, sites: Sequence[str] = (),
           keep: str = "states", batch_size: int = 64, progress: bool = False,
-          fwd_hooks: Sequence[tuple[Any, Callable[..., Any]]] = ()) -> Trace:
+          fwd_hooks: Sequence[tuple[Any, Callable[..., Any]]] = (), at: Optional[SiteFilter] = None) -> Trace:
     """Roll ``batch`` (tokens or a dict with ``inputs`` and ``puzzle_identifiers``) out in chunks
     of ``batch_size`` puzzles and keep ``states`` (default: every state) and ``sites`` at every
-    update; ``fwd_hooks`` (TransformerLens pairs) run too, e.g. a freeze. See the module docstring."""
+    update (or at the sub-steps ``at(name, site)`` accepts); ``fwd_hooks`` (TransformerLens pairs)
+    run too, e.g. a freeze. See the module docstring; :func:`trace_batches` gives the chunks one by one."""
+    parts = [part for _, part in trace_batches(model, batch, states, sites, keep, batch_size, progress, fwd_hooks, at)]
+    values = {name: torch.cat([part.values[name] for part in parts], dim=1) for name in parts[0].values}
+    return Trace(values, parts[0].index, keep, model.cfg.prefix_len)
+
+
+def trace_batches(model: "HookedAIR", batch: "Batch", states: Optional[Sequence[str]] = None,
+                  sites: Sequence[str] = (), keep: str = "states", batch_size: int = 64, progress: bool = False,
+                  fwd_hooks: Sequence[tuple[Any, Callable[..., Any]]] = (), at: Optional[SiteFilter] = None,
+                  reduce: Optional[Reduction] = None, desc: str = "trace") -> Iterator[tuple[slice, Trace]]:
+    """:func:`trace`, one chunk of ``batch_size`` puzzles at a time: ``(rows, trace of those rows)``.
+    A probe that reduces each chunk (attention, linear probes, patching) keeps only its reduction,
+    so its memory does not grow with the number of puzzles; ``reduce`` shrinks each site's value as
+    it is produced (the attention probe keeps head-averaged content patterns, not every head's)."""
     if keep not in KEEP:
         raise AirInterpError(f"keep must be one of {', '.join(KEEP)}, got {keep!r}")
     if batch_size < 1:
@@ -168,40 +188,47 @@ def trace(model: "HookedAIR", batch: "Batch", states: Optional[Sequence[str]] = 
     states = list(model.cfg.updated_states) if states is None else list(states)
     where = {state: state_sites(model, state) for state in states}
     where.update({site: site_sites(model, site) for site in sites})
-    chunks: dict[str, list[list[torch.Tensor]]] = {
+    if at is not None:
+        where = {name: [site for site in located if at(name, site)] for name, located in where.items()}
+    chunks: dict[str, list[torch.Tensor]] = {
         name: [] for name in [*where, *(f"{part}:{s}" for s in states for part in ("decode", "reset"))]}
     hooks = list(fwd_hooks) + finite_hooks(model)
     hooks += [(Site().name(f"hook_{state}_init"), _reset_recorder(model, state, chunks)) for state in states]
     for name, located in where.items():
         point = f"hook_{name}" if name in states else name
         for update, site in enumerate(located):
-            hooks.append((site.name(point), _recorder(model, name, update, name in states, keep, chunks)))
-    with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
-        for start in tqdm(range(0, len(inputs), batch_size), desc="trace", unit="batch", disable=not progress):
-            for name in chunks:
-                chunks[name].append([])
-            model({"inputs": inputs[start:start + batch_size], "puzzle_identifiers": ids[start:start + batch_size]})
-    values = {name: torch.cat([torch.stack(per_batch) for per_batch in batches], dim=1)
-              for name, batches in chunks.items() if batches and batches[0]}
-    return Trace(values, {name: _index(located) for name, located in where.items()}, keep, model.cfg.prefix_len)
+            hooks.append((site.name(point), _recorder(model, name, update, name in states, keep, chunks, reduce)))
+    index = {name: _index(located) for name, located in where.items()}
+    if not len(inputs):
+        raise AirInterpError("there are no puzzles to trace")
+    for start in tqdm(range(0, len(inputs), batch_size), desc=desc, unit="batch", disable=not progress, leave=False):
+        for kept in chunks.values():
+            kept.clear()
+        rows = slice(start, min(start + batch_size, len(inputs)))
+        with torch.inference_mode(), model.hooks(fwd_hooks=hooks):  # not while the caller holds the chunk
+            model({"inputs": inputs[rows], "puzzle_identifiers": ids[rows]})
+        values = {name: torch.stack(kept) for name, kept in chunks.items() if kept}
+        yield rows, Trace(values, index, keep, model.cfg.prefix_len)
 
 
 def _recorder(model: "HookedAIR", name: str, update: int, is_state: bool, keep: str,
-              chunks: dict[str, list[list[torch.Tensor]]]) -> Callable[..., None]:
+              chunks: dict[str, list[torch.Tensor]], reduce: Optional[Reduction]) -> Callable[..., None]:
     def record(value: torch.Tensor, hook: Any) -> None:
         if is_state:
-            chunks[f"decode:{name}"][-1].append(model.unembed(value).argmax(-1).to(torch.uint8).cpu())
-        if keep == "states" or not is_state:
-            chunks[name][-1].append(value.detach().cpu())
-        assert len(chunks[f"decode:{name}" if is_state else name][-1]) == update + 1  # hooks fire in order
+            chunks[f"decode:{name}"].append(model.unembed(value).argmax(-1).to(torch.uint8).cpu())
+        if keep == "states" and is_state:
+            chunks[name].append(value.detach().cpu())
+        elif not is_state:
+            chunks[name].append((value if reduce is None else reduce(name, value)).detach().cpu())
+        assert len(chunks[f"decode:{name}" if is_state else name]) == update + 1  # hooks fire in order
 
     return record
 
 
-def _reset_recorder(model: "HookedAIR", state: str, chunks: dict[str, list[list[torch.Tensor]]]
+def _reset_recorder(model: "HookedAIR", state: str, chunks: dict[str, list[torch.Tensor]]
                     ) -> Callable[..., None]:
     def record(value: torch.Tensor, hook: Any) -> None:
-        chunks[f"reset:{state}"][-1].append(model.unembed(value).argmax(-1).to(torch.uint8).cpu())
+        chunks[f"reset:{state}"].append(model.unembed(value).argmax(-1).to(torch.uint8).cpu())
 
     return record
 

@@ -35,13 +35,14 @@ import pandas as pd
 import torch
 
 from air_interp.allowed import Allowed
-from air_interp.hooks import FwdHooks, Site
+from air_interp.hooks import Site
 from air_interp.errors import AirInterpError
 from air_interp.model import HookedAIR
 from air_interp.output import save_figure, styled
 from air_interp.tasks import AttentionSpec, Task, get_task
+from air_interp.trace import Trace, trace_batches
 
-from .lens import decode_state, puzzle_batch, stream
+from .lens import puzzle_batch
 from .render import draw_grid, token_legend
 
 PAPER_STEPS = (2, 4, 6, 8, 10, 12, 14, 15)
@@ -119,58 +120,52 @@ def normalised_entropy(p: torch.Tensor) -> torch.Tensor:
 
 
 class _Collector:
-    """Hooks that reduce attention patterns as they are produced and emit one row per query."""
+    """Reduces each traced chunk's attention patterns to one row per query."""
 
     def __init__(self, model: HookedAIR, options: AttentionOptions, layers: Sequence[int]) -> None:
         self.model, self.options, self.layers = model, options, layers
         self.task = get_task(model.cfg.task)
         self.spec = options.spec(self.task)
-        seq_len = model.cfg.seq_len
         self.masks = {c.column: torch.as_tensor(self.task.neighbourhood_mask(c.kind, c.include_self)).float()
                       for c in self.spec.contrasts}
         self.divisors = {c.column: float(self.task.nominal_size(c.kind)) if c.density else 1.0 for c in self.spec.contrasts}
         self.class_mask = torch.as_tensor(self.task.neighbourhood_mask(self.spec.class_kind))
-        self.seq_len = seq_len
-        self.store: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
-        self.rows: list[pd.DataFrame] = []
-        self.inputs: Optional[np.ndarray] = None  # the current batch's, set before each forward
-        self.labels: Optional[np.ndarray] = None
-        self.offset = 0
+        self.subs = first_sub_steps(model, options.kinds)
+        last = max(self.subs)  # the patterns of both are in when the later update writes its state
+        self.last, self.written = last, model.cfg.schedule[last].writes
+        self.sites = [f"layer.{layer}.attn.hook_pattern" for layer in layers]
 
-    def hooks(self) -> FwdHooks:
-        subs = first_sub_steps(self.model, self.options.kinds)
-        last = max(subs)  # the patterns of both are in when the later update writes its state
-        hooks: FwdHooks = []
+    def keeps(self, name: str, site: Site) -> bool:
+        """What the trace keeps: the state the later update writes, and the patterns of the two updates."""
         assert self.options.steps is not None  # attention_contrasts resolves them
+        return name == self.written or (site.step in self.options.steps and site.sub in self.subs)
+
+    def reduce(self, name: str, pattern: torch.Tensor) -> torch.Tensor:
+        """A pattern as the contrasts need it: the head-averaged content pattern, with each query's
+        head-averaged normalised entropy as one more key column."""
+        p = content_pattern(pattern, self.model.cfg.seq_len, self.options.skip_sink_heads)
+        return torch.cat((p.nanmean(1), normalised_entropy(p).nanmean(1)[..., None]), dim=-1)
+
+    def rows(self, part: Trace, rows: slice, inputs: np.ndarray, labels: np.ndarray) -> list[pd.DataFrame]:
+        decoded, index = part.decode(self.written), part.updates(self.written)
+        tables = []
+        assert self.options.steps is not None
         for step in self.options.steps:
-            for kind, sub in zip(self.options.kinds, subs):
-                for layer in self.layers:
-                    hooks.append((Site(step, sub, kind, layer).name("attn.hook_pattern"), self._keep(kind, layer)))
-            state = self.model.cfg.schedule[last].writes
-            hooks.append((Site(step, last).name(f"hook_{state}"), self._finish(step)))
-        return hooks
+            update = int(np.flatnonzero((index["step"] == step).to_numpy() & (index["sub"] == self.last).to_numpy())[0])
+            if self.options.violation_timing == "after":
+                state = decoded[update]
+            else:  # the state's value before this update: its previous update's, or its reset value
+                state = decoded[update - 1] if update else part.decode_reset(self.written)
+            violated = torch.as_tensor(self.task.violation_mask(state.numpy(), labels))
+            for layer, site in zip(self.layers, self.sites):
+                kept = [part.site(site, step=step, sub=sub)[0] for sub in self.subs]
+                tables.append(self._rows(step, layer, [(k[..., :-1], k[..., -1]) for k in kept], violated,
+                                         inputs, labels, rows.start))
+        return tables
 
-    def _keep(self, kind: str, layer: int):
-        def keep(pattern: torch.Tensor, hook) -> None:
-            p = content_pattern(pattern, self.seq_len, self.options.skip_sink_heads)
-            self.store[(kind, layer)] = (p.nanmean(1), normalised_entropy(p).nanmean(1))
-
-        return keep
-
-    def _finish(self, step: int):
-        def finish(written: torch.Tensor, hook) -> None:
-            z = written if self.options.violation_timing == "after" else hook.previous
-            decoded = decode_state(self.model, z).cpu().numpy()
-            violated = torch.as_tensor(self.task.violation_mask(decoded, self.labels))
-            for layer in self.layers:
-                self.rows.append(self._rows(step, layer, violated))
-            self.store.clear()
-
-        return finish
-
-    def _rows(self, step: int, layer: int, violated: torch.Tensor) -> pd.DataFrame:
-        first, second = self.options.kinds
-        (p_L, ent_L), (p_H, ent_H) = self.store[(first, layer)], self.store[(second, layer)]
+    def _rows(self, step: int, layer: int, kept: list[tuple[torch.Tensor, torch.Tensor]], violated: torch.Tensor,
+              inputs: np.ndarray, labels: np.ndarray, offset: int) -> pd.DataFrame:
+        (p_L, ent_L), (p_H, ent_H) = kept
         columns = {}
         for column, mask in self.masks.items():
             mass = lambda p: (p * mask).sum(-1) / self.divisors[column]  # noqa: E731
@@ -181,11 +176,10 @@ class _Collector:
             scope = scope * self.class_mask[None].float()
         columns["d_viol"] = (p_L * scope).sum(-1) - (p_H * scope).sum(-1)
         adjacent = (self.class_mask[None] & violated[:, None, :]).any(-1)
-        assert self.inputs is not None and self.labels is not None
-        queries = torch.as_tensor(self.task.attention_queries(self.inputs, self.labels))
+        queries = torch.as_tensor(self.task.attention_queries(inputs, labels))
         puzzle, query = torch.nonzero(queries, as_tuple=True)
         return pd.DataFrame({
-            "puzzle": (puzzle + self.offset).numpy(), "pair": "-".join(self.options.kinds), "step": step,
+            "puzzle": (puzzle + offset).numpy(), "pair": "-".join(self.options.kinds), "step": step,
             "layer": layer, "query": query.numpy(),
             "cls": np.where(adjacent[puzzle, query].numpy(), self.spec.adjacent_label, "control"),
             **{name: values[puzzle, query].numpy() for name, values in columns.items()},
@@ -210,11 +204,14 @@ def attention_contrasts(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray
         raise AirInterpError(f"no such layer {bad} or no ACT step below {cfg.halt_max_steps} among {requested}")
     collector = _Collector(model, replace(options, steps=steps), layers)
     inputs, labels = np.asarray(inputs), np.asarray(labels)
-    with torch.inference_mode(), model.hooks(fwd_hooks=collector.hooks()):
-        for rows, batch in stream(model, inputs, batch_size, "attention", progress, puzzle_identifiers):
-            collector.inputs, collector.labels, collector.offset = inputs[rows], labels[rows], rows.start
-            model(batch)
-    return pd.concat(collector.rows, ignore_index=True)
+    batch = {"inputs": inputs} if puzzle_identifiers is None else {"inputs": inputs,
+                                                                    "puzzle_identifiers": puzzle_identifiers}
+    tables = []
+    for rows, part in trace_batches(model, batch, [collector.written], collector.sites, keep="decode",
+                                    batch_size=batch_size, progress=progress, at=collector.keeps,
+                                    reduce=collector.reduce, desc="attention"):
+        tables += collector.rows(part, rows, inputs[rows], labels[rows])
+    return pd.concat(tables, ignore_index=True)
 
 
 def metric_columns(table: pd.DataFrame) -> list[str]:

@@ -49,7 +49,7 @@ def halting(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, batch_size
     current: dict[str, slice] = {}
     hooks: FwdHooks = [(Site(step).name("hook_q"), _keeper(q, step, current)) for step in range(n_steps)]
     hooks += [(name, _keeper(answers, step, current, lambda z: decode_state(model, z)))
-              for step, name in step_end_sites(model, "z_H")]
+              for step, name in step_end_sites(model, model.cfg.output_state)]
     with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
         for rows, batch in stream(model, inputs, batch_size, "halting", progress, puzzle_identifiers):
             current["rows"] = rows

@@ -29,10 +29,10 @@ import pandas as pd
 import torch
 
 from air_interp.errors import AirInterpError
-from air_interp.hooks import FwdHooks
 from air_interp.model import HookedAIR
+from air_interp.trace import trace_batches
 
-from .lens import check_states, decode_state, model_states, step_end_sites, stream
+from .lens import check_states, model_states, step_end_sites
 from air_interp.output import save_figure, styled
 
 Target = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -82,24 +82,19 @@ def collect(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, states: Op
                        np.zeros(offsets[-1], np.uint8))
              for state in states for step, name in step_end_sites(model, state, steps)]
     final = np.zeros(offsets[-1], np.uint8)
-    current: dict[str, slice] = {}
-
-    def recorder(site: ProbeSite):
-        def record(z: torch.Tensor, hook) -> None:
-            rows = current["rows"]
-            keep = torch.as_tensor(mask[rows])
-            cells = slice(offsets[rows.start], offsets[rows.stop])
-            site.features[cells] = z[:, prefix:][keep].float().cpu().numpy()
-            site.lens[cells] = decode_state(model, z)[keep].cpu().numpy()
-        return record
-
-    hooks: FwdHooks = [(site.name, recorder(site)) for site in sites]
-    with torch.inference_mode(), model.hooks(fwd_hooks=hooks):
-        for rows, batch in stream(model, inputs, batch_size, "probe states", progress, puzzle_identifiers):
-            current["rows"] = rows
-            out = model(batch, return_type="all")
-            final[offsets[rows.start]:offsets[rows.stop]] = decode_state(model, out.states[model.cfg.output_state])[
-                torch.as_tensor(mask[rows])].cpu().numpy()
+    output, last_step = model.cfg.output_state, model.cfg.halt_max_steps - 1
+    kept = {site.name for site in sites} | {name for _, name in step_end_sites(model, output, [last_step])}
+    batch = {"inputs": inputs} if puzzle_identifiers is None else {"inputs": inputs,
+                                                                    "puzzle_identifiers": puzzle_identifiers}
+    for rows, part in trace_batches(model, batch, [*dict.fromkeys([*states, output])], batch_size=batch_size,
+                                    progress=progress, at=lambda name, site: site.name(f"hook_{site.state}") in kept,
+                                    desc="probe states"):
+        open_here = torch.as_tensor(mask[rows])
+        cells = slice(offsets[rows.start], offsets[rows.stop])
+        for site in sites:
+            site.features[cells] = part.states(site.state, step=site.step)[-1][:, prefix:][open_here].float().numpy()
+            site.lens[cells] = part.decode(site.state, step=site.step)[-1][open_here].numpy()
+        final[cells] = part.decode(output, step=last_step)[-1][open_here].numpy()
     puzzle = np.repeat(np.arange(len(inputs)), mask.sum(-1))
     return ProbeData(sites, puzzle, labels[mask], final)
 

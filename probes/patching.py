@@ -13,18 +13,19 @@ cached tensor; nothing in the model is replaced.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from air_interp.errors import AirInterpError
 from air_interp.hooks import FwdHooks
 from air_interp.model import HookedAIR
 
-from .lens import check_states, decode_state, model_states, puzzle_batch, step_end_sites, stream
+from .lens import check_states, model_states, step_end_sites
 from air_interp.output import save_figure, styled
 
 
@@ -33,9 +34,13 @@ def next_puzzle(n: int) -> np.ndarray:
     return (np.arange(n) + 1) % n
 
 
-def _final(model: HookedAIR, batch: dict[str, torch.Tensor], hooks: FwdHooks) -> torch.Tensor:
-    with model.hooks(fwd_hooks=hooks):
-        return decode_state(model, model(batch, return_type="all").states[model.cfg.output_state])
+def _final(model: HookedAIR, batch: dict[str, np.ndarray], hooks: Sequence[tuple[Any, Any]] = ()) -> torch.Tensor:
+    """The output state's decode at the end of the rollout, with ``hooks`` attached."""
+    output, last_step = model.cfg.output_state, model.cfg.halt_max_steps - 1
+    final = {name for _, name in step_end_sites(model, output, [last_step])}
+    cache = model.trace(batch, [output], keep="decode", batch_size=len(batch["inputs"]), fwd_hooks=hooks,
+                        at=lambda name, site: site.name(f"hook_{output}") in final)
+    return cache.decode(output)[-1]
 
 
 def patch(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, sources: Optional[np.ndarray] = None,
@@ -54,16 +59,20 @@ def patch(model: HookedAIR, inputs: np.ndarray, labels: np.ndarray, sources: Opt
     if sources.shape != (len(inputs),) or sources.min() < 0 or sources.max() >= len(inputs):
         raise AirInterpError(f"sources must hold one puzzle index in [0, {len(inputs)}) per puzzle")
     sites = [(state, step, name) for state in states for step, name in step_end_sites(model, state, steps)]
+    patched_names = {name for _, _, name in sites}
+    ids = np.zeros(len(inputs), np.int64) if puzzle_identifiers is None else np.asarray(puzzle_identifiers)
     rows = []
-    with torch.inference_mode():
-        for batch, target in stream(model, inputs, batch_size, "patch", progress, puzzle_identifiers):
-            source = puzzle_batch(model, inputs, puzzle_identifiers, sources[batch])
-            _, cache = model.run_with_cache(source, names_filter=[name for _, _, name in sites])
-            clean = _final(model, target, [])
-            rows.append(_pair_rows(clean, clean, batch, "none", -1, labels, sources))
-            for state, step, name in sites:
-                patched = _final(model, target, [(name, lambda z, hook, cached=cache[name]: cached)])
-                rows.append(_pair_rows(patched, clean, batch, state, step, labels, sources))
+    for batch in tqdm([slice(start, min(start + batch_size, len(inputs))) for start in range(0, len(inputs), batch_size)],
+                      desc="patch", unit="batch", disable=not progress, leave=False):
+        target = {"inputs": inputs[batch], "puzzle_identifiers": ids[batch]}
+        source = model.trace({"inputs": inputs[sources[batch]], "puzzle_identifiers": ids[sources[batch]]}, states,
+                             batch_size=len(target["inputs"]), at=lambda name, site: site.name(f"hook_{site.state}") in patched_names)
+        clean = _final(model, target)
+        rows.append(_pair_rows(clean, clean, batch, "none", -1, labels, sources))
+        for state, step, name in sites:
+            cached = source.states(state, step=step)[-1].to(model.device)
+            patched = _final(model, target, [(name, lambda z, hook, cached=cached: cached)])
+            rows.append(_pair_rows(patched, clean, batch, state, step, labels, sources))
     return pd.concat(rows, ignore_index=True)
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from air_interp import AirInterpError
-from air_interp.trace import trace_memory_bytes
+from air_interp.trace import trace_batches, trace_memory_bytes
 from conftest import random_batch, tiny_model
 
 
@@ -66,3 +66,34 @@ def test_asking_for_what_was_not_traced_is_one_line(traced):
         trace.states("z_H")
     with pytest.raises(AirInterpError, match="no update at step=7"):
         trace.states("z_L", step=7)
+
+
+def test_chunks_one_by_one_are_the_whole_trace_cut_by_rows(traced):
+    model, batch, _ = traced
+    site = "layer.0.hook_resid_post"
+    whole = model.trace(batch, sites=[site])
+    chunks = list(trace_batches(model, batch, sites=[site], batch_size=2))
+    assert [rows for rows, _ in chunks] == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    for rows, part in chunks:
+        assert torch.equal(part.states("z_L"), whole.states("z_L")[:, rows])
+        assert torch.equal(part.site(site), whole.site(site)[:, rows])
+        assert torch.equal(part.decode("z_H"), whole.decode("z_H")[:, rows])
+
+
+def test_at_keeps_only_the_accepted_sub_steps_and_reduce_shrinks_each_value(traced):
+    model, batch, cache = traced
+    site = "layer.1.hook_resid_post"
+    last_step = model.cfg.halt_max_steps - 1
+    kept = model.trace(batch, states=["z_H"], sites=[site], at=lambda name, where: where.step == last_step)
+    assert set(kept.updates("z_H")["step"]) == set(kept.updates(site)["step"]) == {last_step}
+    assert torch.equal(kept.states("z_H")[-1], cache[f"step.{last_step}.sub.5.hook_z_H"])
+    [(_, mean_over_d)] = trace_batches(model, batch, states=[], sites=[site], reduce=lambda name, value: value.mean(-1),
+                                       at=lambda name, where: where.step == 0)
+    expected = torch.stack([cache[f"step.0.sub.{sub}.{site}"].mean(-1) for sub in mean_over_d.updates(site)["sub"]])
+    assert torch.equal(mean_over_d.site(site), expected)
+
+
+def test_no_puzzles_is_one_line(traced):
+    model, batch, _ = traced
+    with pytest.raises(AirInterpError, match="no puzzles to trace"):
+        model.trace({name: values[:0] for name, values in batch.items()})

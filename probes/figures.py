@@ -5,7 +5,8 @@ For each named model: the decoded z_H / z_L grids (Figures 2-5), the freeze curv
 beyond the paper the linear probes, activation patching, the halting gate and commitment; then
 the paper's qualitative claims checked on these models (``claims.md``). With a trained sweep
 (``air-interp sweep``): the injection-ablation, level-token and specialisation tables of its
-published runs. ``manifest.json`` records, for every file, the checkpoint it came from (path and
+published runs, and for its runs of models with more than two states the three-roles reading
+(``probes.roles``). ``manifest.json`` records, for every file, the checkpoint it came from (path and
 SHA-256) and the settings.
 
 The folder is written as a whole: everything goes into a fresh folder beside it, which replaces
@@ -30,6 +31,7 @@ from air_interp.defaults import default_dataset, default_models, repo_relative
 from air_interp.hardware import machine_record
 from air_interp.io import atomic_path, check_replaceable_folder, sha256
 from air_interp.model import HookedAIR
+from air_interp.output import write_table
 
 from .attention import attention_contrasts, plot_contrasts, plot_example, summarize
 from .claims import check_claims
@@ -37,11 +39,11 @@ from .commitment import commitment, commitment_summary, plot_commitment
 from .decode import DecodeResult, decode, plot_decode, summary
 from .emergence import CACHE as EMERGENCE_CACHE
 from .emergence import emergence, plot_emergence
-from .freeze import freeze_table, plot_freeze, run_freeze
+from .freeze import freeze_table, plot_freeze, plot_freeze_matrix, run_freeze
 from .halting import halting, halting_rule, halting_summary, plot_halting, reliability
 from .linear import collect, linear_probes, plot_linear_probes
-from air_interp.output import write_table
 from .patching import patch, patch_summary, plot_patching
+from .roles import multi_state_runs, role_rows, roles_table
 from .tables import (card_rows, injection_table, level_token_table, published_cards, specialisation_rows,
                      specialisation_table)
 
@@ -198,4 +200,26 @@ def sweep_tables(sweep: Path, out: Path, puzzles: int, progress: bool) -> list[d
     files += write_table(level_token_table(rows), out / "level_token_table", TABLE_FORMATS)
     files += write_table(specialisation, out / "specialisation_runs", ["csv"])
     files += write_table(specialisation_table(specialisation), out / "specialisation_table", TABLE_FORMATS)
-    return [{"file": f.name, "sweep": repo_relative(Path(sweep)), "runs": len(cards)} for f in files]
+    manifest = [{"file": f.name, "sweep": repo_relative(Path(sweep)), "runs": len(cards)} for f in files]
+    runs = multi_state_runs(cards)
+    if runs:
+        manifest += [{"file": f.name, "sweep": repo_relative(Path(sweep)), "runs": len(runs)}
+                     for f in roles_figures(runs, out, puzzles, progress)]
+    return manifest
+
+
+def roles_figures(runs: list[tuple[Path, dict, HookedAIR]], out: Path, puzzles: int, progress: bool) -> list[Path]:
+    """Beyond the paper, three roles? (``probes.roles``): the per-run quantities, their table over
+    seeds, and per variant the freeze matrix and the first seed's decoded states."""
+    rows, matrices, decoded = role_rows(runs, puzzles, progress)
+    files = write_table(rows, out / "roles_runs", ["csv"])
+    files += write_table(roles_table(rows), out / "roles_table", TABLE_FORMATS)
+    for variant, matrix in matrices.groupby("variant", sort=False):
+        seeds = matrix["run"].nunique()
+        files += plot_freeze_matrix(matrix, out / f"roles_freeze_matrix_{variant}",
+                                    title=f"{variant}: each state frozen in turn ({seeds} seed{'s' * (seeds > 1)}, "
+                                          f"{puzzles} test puzzles)")
+    for variant, result in decoded.items():
+        last = len(result.grids[0]) // len(result.schedule) - 1
+        files += plot_decode(result, 0, sorted({0, 1, last}), out / f"roles_decode_{variant}")
+    return files

@@ -113,6 +113,7 @@ def freeze(model: HookedAIR, inputs: np.ndarray, labels: Optional[np.ndarray],
     if labels is not None:
         final = traces[model.cfg.output_state].tokens[:, -1]
         puzzles["exact"] = (final == np.asarray(labels)).all(-1)
+        puzzles["cell_accuracy"] = (final == np.asarray(labels)).mean(-1)
     return pd.concat(rows, ignore_index=True), puzzles
 
 
@@ -131,8 +132,8 @@ def freeze_matrix(puzzles: pd.DataFrame, count: str = "content_changes") -> pd.D
     """What freezing each state does to the others: one row per run, frozen setting and observed
     state, with ``ratio`` = the observed state's mean ``count`` with the setting frozen over its mean
     in the normal rollout (1: unaffected, 0: it stops changing too), and the setting's final
-    ``exact`` accuracy beside the normal rollout's (``exact_normal``): a state whose freeze leaves
-    the accuracy intact is redundant. Needs the ``"none"`` setting among ``puzzles``'."""
+    ``exact`` and ``cell_accuracy`` beside the normal rollout's (``exact_normal``,
+    ``cell_accuracy_normal``): a state whose freeze leaves the accuracy intact is redundant. Needs the ``"none"`` setting among ``puzzles``'."""
     if "none" not in set(puzzles["freeze"]):
         raise AirInterpError("the freeze matrix compares with the normal rollout: run the 'none' setting too")
     puzzles = puzzles if "run" in puzzles else puzzles.assign(run=0)
@@ -149,8 +150,9 @@ def freeze_matrix(puzzles: pd.DataFrame, count: str = "content_changes") -> pd.D
                 rows.append({"run": run, "freeze": setting, "observed": state, "count": count,
                              "frozen_mean": values.mean(), "normal_mean": baseline,
                              "ratio": values.mean() / baseline if baseline else np.nan,
-                             "exact": group["exact"].mean() if "exact" in group else np.nan,
-                             "exact_normal": normal["exact"].mean() if "exact" in normal else np.nan})
+                             **{f"{accuracy}{suffix}": part[accuracy].mean() if accuracy in part else np.nan
+                                for accuracy in ("exact", "cell_accuracy")
+                                for suffix, part in (("", group), ("_normal", normal))}})
     return pd.DataFrame(rows)
 
 

@@ -138,7 +138,7 @@ def test_figures_command_writes_every_output_and_a_manifest(model, tmp_path):
     from air_interp.defaults import DEFAULT_DATASETS
 
     published = tmp_path / "sweep" / "published"  # as air-interp sweep publishes finished runs
-    for seed, (variant, exact) in enumerate([("Lx_H", 0.5), ("Lx_H", 0.7), ("Lx_Hx", 0.4)]):
+    for seed, (variant, exact) in enumerate([("Lx_H", 0.5), ("Lx_H", 0.7), ("Lx_Hx", 0.4), ("L2x_Mx_H", 0.2)]):
         name = f"{variant}_seed{seed}"
         (published / "logs" / name).mkdir(parents=True)
         tiny_model(variant, seed=seed, halt_max_steps=2).save(published / f"{name}.safetensors")
@@ -154,7 +154,8 @@ def test_figures_command_writes_every_output_and_a_manifest(model, tmp_path):
     files = {entry["file"] for entry in manifest["outputs"]}
     for name in ("tiny_decode.png", "tiny_freeze.pdf", "tiny_attention.png", "tiny_attention_table.tex",
                  "tiny_freeze_table.md", "injection_table.tex", "level_token_table.csv", "tiny_linear_probes.png",
-                 "tiny_patching.csv", "specialisation_table.md", "sweep_runs.csv"):
+                 "tiny_patching.csv", "specialisation_table.md", "sweep_runs.csv", "roles_table.md", "roles_runs.csv",
+                 "roles_freeze_matrix_L2x_Mx_H.png", "roles_decode_L2x_Mx_H.png"):
         assert name in files and (tmp_path / "figs" / name).stat().st_size > 0
     assert {entry["forward_dtype"] for entry in manifest["outputs"] if "sha256" in entry} == {"bfloat16"}
     assert manifest["dtype_requested"] == "bfloat16" and manifest["machine"]["threads"] == 1
@@ -162,3 +163,5 @@ def test_figures_command_writes_every_output_and_a_manifest(model, tmp_path):
     assert injection.loc["Lx_H", "sudoku"].endswith("(n=2)") and injection.loc["Lx_H", "paper sudoku"] == 60.0
     specialisation = pd.read_csv(tmp_path / "figs" / "specialisation_table.csv")
     assert list(specialisation["variant"]) == ["Lx_H", "Lx_Hx"] and specialisation["exact %"][0] == "60.0 ± 14.1 (n=2)"
+    roles = pd.read_csv(tmp_path / "figs" / "roles_table.csv").set_index("quantity")
+    assert list(roles.columns) == ["L2x_Mx_H"] and roles.loc["exact % (test split, card)", "L2x_Mx_H"] == "20.0 ± 0.0 (n=1)"

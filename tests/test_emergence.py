@@ -59,8 +59,12 @@ def test_last_checkpoint_metrics_equal_the_probes_run_directly(tmp_path):
     assert set(table["train_step"]) == {10, 20}
 
 
-def test_a_three_state_run_is_followed_state_by_state(tmp_path):
-    table = emergence([fake_run(tmp_path / "run", {10: 3}, variant="L2x_Mx_H")], puzzles=PUZZLES, progress=False)
+def test_a_three_state_run_is_followed_state_by_state_from_the_cli(tmp_path):
+    run = fake_run(tmp_path / "run", {10: 3}, variant="L2x_Mx_H")
+    assert main(["emergence", str(run), "--puzzles", str(PUZZLES), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    table = pd.read_csv(tmp_path / "out" / "emergence_runs.csv", keep_default_na=False,
+                        dtype={"state": str, "setting": str})
+    table["value"] = table["value"].astype(float)
     model = tiny_model("L2x_Mx_H", seed=3)
     inputs, labels = sudoku_test_puzzles(PUZZLES)
     _, per_puzzle = run_freeze([model], inputs, labels, progress=False)

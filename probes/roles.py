@@ -112,7 +112,8 @@ def role_rows(runs: Sequence[tuple[Path, dict, HookedAIR]], puzzles: int = PUZZL
               ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, DecodeResult]]:
     """Per run: every quantity (tidy: run, variant, seed, exact_accuracy, quantity, value), the freeze
     matrices (``run`` is the run's name) and the first seed's decode of each variant."""
-    values, matrices, decoded = [], [], {}
+    values, matrices = [], []
+    decoded: dict[str, DecodeResult] = {}
     for model_file, card, model in tqdm(runs, desc="three roles", unit="run", disable=not progress, leave=False):
         test = load_dataset(run_dataset(model_file.parent / "logs" / card["name"])).split("test")
         reading = read_roles(model, test.inputs[:puzzles], test.labels[:puzzles], progress=False)

@@ -536,7 +536,9 @@ def _figures(args: argparse.Namespace) -> None:
 
     For each named model: decode grids, freeze curves and table, attention contrasts, table and
     example heatmap, linear probes, patching, the halting gate and commitment; with --sweep the
-    injection, level-token and specialisation tables. PNG + PDF figures, CSV + Markdown + LaTeX
+    injection, level-token and specialisation tables, and the three-roles reading of its runs of
+    models with more than two states (roles_table: undecided cells per state, locality between
+    every pair of update kinds, the freeze matrix). PNG + PDF figures, CSV + Markdown + LaTeX
     tables, manifest.json. Default: the embedded checkpoints."""
     from air_interp.hardware import set_threads
 
@@ -653,7 +655,8 @@ COMMANDS: tuple[Command, ...] = (
             option("--model", action="append", default=[], metavar="NAME=PATH",
                    help="a named checkpoint (repeatable; default: the embedded defaults)"),
             option("--sweep", help="a trained sweep (air-interp sweep --out DIR), or a folder of them: the "
-                                   "injection, level-token and specialisation tables of its published runs"),
+                                   "injection, level-token and specialisation tables of its published runs (and the "
+                                   "three-roles reading of its three-state runs)"),
             option("--puzzles", type=positive_int, default=64, help="test puzzles per model (default 64)"),
             option("--out", default="figures", help="output folder, written as a whole (default figures)"),
             option("--overwrite", action="store_true",
